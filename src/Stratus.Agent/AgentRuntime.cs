@@ -45,7 +45,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         Directory.CreateDirectory(options.StateDirectory);
         _rebootFile = Path.Combine(options.StateDirectory, "applied-reboots.json");
         _appliedReboots = File.Exists(_rebootFile)
-            ? JsonSerializer.Deserialize<Dictionary<InstanceId, long>>(File.ReadAllText(_rebootFile)) ?? []
+            ? (JsonSerializer.Deserialize<Dictionary<Guid, long>>(File.ReadAllText(_rebootFile)) ?? []).ToDictionary(kv => new InstanceId(kv.Key), kv => kv.Value)
             : [];
         _driver.VmChanged += e => Kick(e.Id);
     }
@@ -127,6 +127,9 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         }
         catch (Exception e)
         {
+            // A bug or an infrastructure fault: report it against the VM (so the controller does
+            // not mistake an unconverged VM for one the guest shut down) instead of dying quietly.
+            _errors[id] = $"agent_failure: {e.GetType().Name}: {e.Message}";
             Volatile.Write(ref w.Running, 0);
             LogWorkerFailed(_log, e, id);
         }
@@ -315,7 +318,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
     private void SaveReboots()
     {
         var tmp = _rebootFile + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(_appliedReboots));
+        File.WriteAllText(tmp, JsonSerializer.Serialize(_appliedReboots.ToDictionary(kv => kv.Key.Value, kv => kv.Value)));
         File.Move(tmp, _rebootFile, overwrite: true);
     }
 

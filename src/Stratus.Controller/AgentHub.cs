@@ -129,7 +129,7 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
                 result = "success";
             }
         }
-        else if (inst.Task is null && a is { Exists: true } && complete)
+        else if (inst.Task is null && a is { Exists: true, Error: null } && complete)
         {
             // Power-state sync: the guest shut itself down, or the hypervisor lost it.
             if (inst.VmState is VmState.Active or VmState.Paused && power is PowerState.Shutdown or PowerState.Crashed)
