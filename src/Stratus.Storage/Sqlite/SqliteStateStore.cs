@@ -51,7 +51,10 @@ public sealed class SqliteStateStore : IStateStore
             _writer ??= await OpenAsync(ct);
             await using var tx = (SqliteTransaction)await _writer.BeginTransactionAsync(System.Data.IsolationLevel.Serializable, ct);
             var result = await work(_writer, tx);
-            await tx.CommitAsync(ct);
+            if (tx.Connection is not null)
+            {
+                await tx.CommitAsync(ct); // null once the work rolled back
+            }
             return result;
         }
         finally
