@@ -111,6 +111,6 @@ public interface IStateStore : IAsyncDisposable
     /// <summary>Finishes the newest unfinished action of an instance.</summary>
     Task FinishActionAsync(InstanceId id, string result, string? message, DateTimeOffset at, CancellationToken cancellationToken);
 
-    /// <summary>A deterministic text dump of every row of every table, for tests that prove a request changed nothing.</summary>
+    /// <summary>A deterministic text dump of every row of every table (less the heartbeat timestamps), for tests that prove a request changed nothing.</summary>
     Task<string> DumpAsync(CancellationToken cancellationToken);
 }

@@ -600,6 +600,10 @@ public sealed class SqliteStateStore : IStateStore
             {
                 for (var i = 0; i < r.FieldCount; i++)
                 {
+                    if (r.GetName(i) == "last_heartbeat")
+                    {
+                        continue; // liveness, written by heartbeats every second, not by requests
+                    }
                     sb.Append(i == 0 ? "" : "|").Append(r.IsDBNull(i) ? "∅" : Convert.ToString(r.GetValue(i), CultureInfo.InvariantCulture));
                 }
                 sb.AppendLine();
