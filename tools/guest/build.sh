@@ -14,7 +14,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-${STRATUS_GUEST_OUT:-$HERE/out/tiny}}
 DISK_SIZE=${STRATUS_GUEST_DISK_SIZE:-1G}
-CMDLINE="console=ttyS0 quiet memhp_default_state=online panic=-1"
+CMDLINE="console=ttyS0 quiet memhp_default_state=online swiotlb=512 panic=-1"
 # Kernel modules the guest needs (dependencies are added automatically, in order).
 WANT_MODULES="virtio_pci virtio_net virtio_blk virtio_balloon virtio-rng button evdev vfat nls_cp437 nls_ascii nls_utf8 isofs"
 LIB_PKGS="libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g"

@@ -205,6 +205,20 @@ got=$("${SSH[@]}" -o StrictHostKeyChecking=yes cat /data/x 2>&1)
 wait_console console2.log "STRATUS-USERDATA-DONE rc=0" 30 && \
     [ "$("${SSH[@]}" -o StrictHostKeyChecking=yes 'grep -c ^boot /data/boots')" = 2 ] \
     && pass "user-data ran once per boot (2 boots recorded)" || fail "user-data boot count wrong"
+# soft reboot: Ctrl-Alt-Del over QMP -> busybox init reboots cleanly; QEMU stays up (same process).
+t=$(now)
+$QMP send-key '{"keys":[{"type":"qcode","data":"ctrl"},{"type":"qcode","data":"alt"},{"type":"qcode","data":"delete"}]}' >/dev/null
+end=$(echo "$(now) + $READY_TIMEOUT" | bc); n=1
+while [ "$(echo "$(now) < $end" | bc)" = 1 ] && kill -0 "$QPID" 2>/dev/null; do
+    n=$(grep -ac "STRATUS-GUEST-READY id=$IID" "$W/console2.log"); [ "$n" -ge 2 ] && break; sleep 0.1
+done
+if [ "$n" -ge 2 ] && grep -qa "Requesting system reboot" "$W/console2.log"; then
+    pass "soft reboot (send-key ctrl-alt-delete) came back ready"; say "TIME soft_reboot_to_ready_s $(since "$t")"
+    got=$("${SSH[@]}" -o StrictHostKeyChecking=yes cat /data/x 2>&1)
+    [ "$got" = "$TOKEN" ] && pass "/data/x after soft reboot" || fail "/data/x after soft reboot: '$got'"
+else
+    fail "soft reboot did not come back (ready markers: $n)"
+fi
 powerdown "boot 2"
 
 if [ "$FAILS" = 0 ]; then say "ALL PASSED"; exit 0; fi
