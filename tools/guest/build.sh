@@ -6,7 +6,9 @@
 # Outputs in OUTDIR: vmlinuz, initrd.img, cmdline, disk.qcow2 (blank 1 GiB base), manifest.json.
 # Downloaded .debs are cached in OUTDIR/../cache. Idempotent: rerunning gives byte-identical
 # vmlinuz/initrd.img for the same package versions and keeps an existing disk.qcow2.
-# Env: STRATUS_GUEST_KERNEL=<version, e.g. 6.1.0-56-cloud-amd64> pins the kernel
+# Skips all work (about 1 s) when the packages, these scripts and the settings are unchanged.
+# Env: STRATUS_GUEST_FORCE=1 rebuilds anyway
+#      STRATUS_GUEST_KERNEL=<version, e.g. 6.1.0-56-cloud-amd64> pins the kernel
 #      STRATUS_GUEST_DISK_SIZE=<qemu-img size, default 1G>
 # Progress goes to stderr; the only network access is apt (the Debian mirror).
 set -euo pipefail
@@ -17,7 +19,7 @@ DISK_SIZE=${STRATUS_GUEST_DISK_SIZE:-1G}
 CMDLINE="console=ttyS0 quiet memhp_default_state=online swiotlb=512 panic=-1"
 # Kernel modules the guest needs (dependencies are added automatically, in order).
 WANT_MODULES="virtio_pci virtio_net virtio_blk virtio_balloon virtio-rng button evdev vfat nls_cp437 nls_ascii nls_utf8 isofs"
-LIB_PKGS="libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g"
+LIB_PKGS="libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g libext2fs2 libcom-err2 libblkid1 libuuid1"
 
 t0=$(date +%s.%N)
 log() { printf '[guest-build %5.1fs] %s\n' "$(echo "$(date +%s.%N) - $t0" | bc 2>/dev/null || echo 0)" "$*" >&2; }
@@ -60,13 +62,14 @@ apt-cache show "$KPKG" >/dev/null 2>&1 || KPKG=linux-image-$KVER
 log "kernel $KVER (package $KPKG)"
 
 # --- download (cached) ------------------------------------------------------------------------
-PKGS=("$KPKG" busybox-static dropbear-bin $LIB_PKGS)
+PKGS=("$KPKG" busybox-static dropbear-bin e2fsprogs $LIB_PKGS)
 declare -A DEB VER
 missing=()
+while read -r p ver; do VER[$p]=$ver; done < <(apt-cache show --no-all-versions "${PKGS[@]}" 2>/dev/null \
+    | awk '/^Package:/ {p = $2} /^Version:/ && !(p in seen) {seen[p] = 1; print p, $2}')
 for p in "${PKGS[@]}"; do
-    ver=$(apt-cache show --no-all-versions "$p" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
+    ver=${VER[$p]:-}
     [ -n "$ver" ] || die "apt does not know package $p (apt-get update?)"
-    VER[$p]=$ver
     f=$(ls "$CACHE/debs/${p}_${ver//:/%3a}_"*.deb 2>/dev/null | head -n 1 || true)
     [ -n "$f" ] || missing+=("$p=$ver")
 done
@@ -82,6 +85,15 @@ for p in "${PKGS[@]}"; do
     DEB[$p]=$f
 done
 log "packages ready in $CACHE/debs"
+
+# --- up to date? (same packages, scripts and settings as the last build) -----------------------
+STAMP=$( { for p in "${PKGS[@]}"; do basename "${DEB[$p]}"; done
+           echo "$CMDLINE|$WANT_MODULES|$DISK_SIZE"; cat "$HERE/build.sh" "$HERE"/files/*; } | sha256sum | cut -d' ' -f1)
+if [ "${STRATUS_GUEST_FORCE:-0}" != 1 ] && [ -f "$OUT/.build-stamp" ] && [ "$(cat "$OUT/.build-stamp")" = "$STAMP" ]; then
+    ok=1
+    for f in vmlinuz initrd.img cmdline disk.qcow2 manifest.json; do [ -s "$OUT/$f" ] || ok=0; done
+    if [ "$ok" = 1 ]; then log "up to date: $OUT (STRATUS_GUEST_FORCE=1 rebuilds)"; exit 0; fi
+fi
 
 # --- unpack -------------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stratus-guest.XXXXXX")
@@ -100,11 +112,14 @@ cp "$X/bin/busybox" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list); do
     [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"
 done
-# dropbear and the shared libraries it needs, resolved with the packaged dynamic loader.
+# dropbear, e2fsprogs (ext4 with a journal for /data) and the shared libraries they need,
+# resolved with the packaged dynamic loader.
 cp "$X/usr/sbin/dropbear" "$R/usr/sbin/"
 cp "$X/usr/bin/dropbearkey" "$X/usr/bin/dbclient" "$R/usr/bin/"
+cp "$X/sbin/mke2fs" "$X/sbin/e2fsck" "$X/sbin/resize2fs" "$R/usr/sbin/"
+mkdir -p "$R/etc"; cp "$X/etc/mke2fs.conf" "$R/etc/mke2fs.conf"
 LIBPATH=$X/lib/x86_64-linux-gnu:$X/usr/lib/x86_64-linux-gnu
-for b in "$R/usr/sbin/dropbear" "$R/usr/bin/dropbearkey" "$R/usr/bin/dbclient"; do
+for b in "$R"/usr/sbin/* "$R"/usr/bin/*; do
     LD_TRACE_LOADED_OBJECTS=1 "$X/lib64/ld-linux-x86-64.so.2" --library-path "$LIBPATH" "$b"
 done | awk '$2 == "=>" && $1 !~ /\// {print $1, $3}' | sort -u | while read -r name path; do
     case "$path" in "$X"/*) ;; *) die "library $name resolved outside the packages ($path)";; esac
@@ -208,4 +223,5 @@ $pkgjson
 }
 JSON
 mv -f "$OUT/.manifest.json.new" "$OUT/manifest.json"
+echo "$STAMP" > "$OUT/.build-stamp"
 log "done: $OUT"
