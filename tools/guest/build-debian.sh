@@ -11,6 +11,8 @@
 #   disk.qcow2            ext4 root filesystem (whole disk, no partition table), default 2 GiB
 #   manifest.json         kernel version, sha256 of each file, build date, suite
 # The debootstrap package cache is kept in OUTDIR/../cache/debootstrap.
+# The ACPI power button powers it off (systemd-logind, hence dbus); hot-added CPUs and memory are
+# onlined by a udev rule.
 # cloud-init: datasource NoCloud (config drive labelled cidata/CIDATA, vfat or iso9660), keys from
 # meta-data `public-keys` go to the `debian` user and to root; a `#!` user-data script runs once
 # per instance (cloud-init semantics), its output on the console.
@@ -34,7 +36,7 @@ CMDLINE="console=ttyS0 root=/dev/vda rw net.ifnames=0 memhp_default_state=online
 INCLUDE=systemd-sysv,udev,netbase,iproute2,procps
 # Installed with apt inside the chroot afterwards (debootstrap's own resolver trips on cloud-init's
 # python dependencies).
-PACKAGES="linux-image-cloud-amd64 cloud-init openssh-server ifupdown isc-dhcp-client busybox e2fsprogs ca-certificates"
+PACKAGES="linux-image-cloud-amd64 cloud-init openssh-server ifupdown isc-dhcp-client busybox e2fsprogs ca-certificates dbus"
 
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 CACHE=$(dirname "$OUT")/cache/debootstrap
@@ -84,11 +86,19 @@ cat > "$ROOT/etc/cloud/cloud.cfg.d/99-stratus.cfg" <<'CFG'
 datasource_list: [ NoCloud, None ]
 disable_root: false
 ssh_pwauth: false
+locale: C.UTF-8
 CFG
+printf 'LANG=C.UTF-8\n' > "$ROOT/etc/default/locale"
+# Online hot-added CPUs and memory (the kernel does not, and minbase udev has no rule for it).
+mkdir -p "$ROOT/etc/udev/rules.d"
+cat > "$ROOT/etc/udev/rules.d/80-stratus-hotplug.rules" <<'RULES'
+SUBSYSTEM=="cpu", ACTION=="add", TEST=="online", ATTR{online}=="0", ATTR{online}="1"
+SUBSYSTEM=="memory", ACTION=="add", TEST=="state", ATTR{state}=="offline", ATTR{state}="online"
+RULES
+# No VGA console under -nodefaults: no gettys on tty1-6 (the serial getty stays).
+ln -sf /dev/null "$ROOT/etc/systemd/system/getty@.service"
 printf 'auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n' > "$ROOT/etc/network/interfaces"
-# cloud-init writes eth0 to interfaces.d from its fallback network config; this is the fallback
-# in case it does not (harmless duplicate otherwise is avoided by using allow-hotplug there).
-printf 'allow-hotplug eth0\niface eth0 inet dhcp\n' > "$ROOT/etc/network/interfaces.d/50-stratus-eth0"
+# eth0 (DHCP) comes from cloud-init's fallback network config (/etc/network/interfaces.d/50-cloud-init).
 : > "$ROOT/etc/machine-id"
 rm -f "$ROOT"/etc/ssh/ssh_host_*
 passwd_root=$(chroot "$ROOT" passwd -l root 2>&1) || log "passwd -l: $passwd_root"
