@@ -189,7 +189,8 @@ else
 fi
 
 powerdown "boot 1"
-grep -qa STRATUS-GUEST-POWEROFF "$W/console1.log" && pass "guest logged the ACPI power button" || fail "no power button marker in console"
+grep -qa STRATUS-GUEST-POWEROFF "$W/console1.log" && grep -qa STRATUS-GUEST-HALTED "$W/console1.log" \
+    && pass "guest logged the ACPI power button and a clean halt" || fail "no power button / halt marker in console"
 
 # --- boot 2: same overlay ----------------------------------------------------------------------
 t=$(now); boot console2.log
