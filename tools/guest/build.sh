@@ -29,6 +29,11 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 CACHE=$(dirname "$OUT")/cache
 mkdir -p "$CACHE/debs"
+# One build per OUTDIR at a time (./stratus up and a test run may both ask for the guest).
+if command -v flock >/dev/null; then
+    exec 9> "$OUT/.build.lock"
+    flock -w 600 9 || die "another build of $OUT holds $OUT/.build.lock"
+fi
 
 # --- build host tools -------------------------------------------------------------------------
 need_pkgs=()

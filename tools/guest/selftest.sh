@@ -44,6 +44,7 @@ for f in vmlinuz initrd.img cmdline disk.qcow2 manifest.json; do
     fi
 done
 OUT=$(cd "$OUT" && pwd)
+"$HERE/test-parse-meta.sh" "$OUT" && pass "meta-data reader cases (test-parse-meta.sh)" || fail "meta-data reader cases"
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/stratus-guest-selftest.XXXXXX")
 QPID=
