@@ -11,6 +11,7 @@ case "${1:-up}" in
     have sqlite3 || need+=(sqlite3)
     have flock || need+=(util-linux)
     have curl || need+=(curl)
+    have ssh-keygen || need+=(openssh-client)
     ;;
 esac
 if [ ${#need[@]} -gt 0 ]; then
