@@ -15,14 +15,14 @@ public readonly record struct ClaimedPlacement(PlacementResult Result, int Retri
 public static class ClaimingPlacer
 {
     /// <summary>Places and claims one request. The group in the request is refreshed from the ledger before each attempt.</summary>
-    public static ClaimedPlacement PlaceAndClaim(IPlacementEngine engine, ClaimLedger ledger, PlacementRequest request, int maxRetries = 16)
+    public static ClaimedPlacement PlaceAndClaim(IPlacementEngine engine, ClaimLedger ledger, PlacementRequest request, int maxRetries = 32)
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(ledger);
         ArgumentNullException.ThrowIfNull(request);
         for (var attempt = 0; ; attempt++)
         {
-            var r = request.Group is { } g ? request with { Group = ledger.Group(g.Name) ?? g } : request;
+            var r = request.Group is { } g ? request with { Group = ledger.Group(g.Name) ?? g, Attempt = attempt } : attempt == 0 ? request : request with { Attempt = attempt };
             var result = engine.Place(r, ledger.LiveSnapshot);
             if (result is not Placed placed)
             {

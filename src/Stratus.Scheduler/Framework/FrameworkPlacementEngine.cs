@@ -62,7 +62,8 @@ public sealed class FrameworkPlacementEngine : IPlacementEngine
 
         var limit = p.SampleSize <= 0 || p.SampleSize > n ? n : p.SampleSize;
         s.EnsureCandidates(limit);
-        var start = n == 0 ? 0 : (int)((uint)request.InstanceId.GetHashCode() % (uint)n);
+        // Deterministic per request: spreads scans over the fleet without a random source; a retry shifts it by a large odd stride.
+        var start = n == 0 ? 0 : (int)(((uint)request.InstanceId.GetHashCode() + ((ulong)(uint)request.Attempt * 2_654_435_761UL)) % (uint)n);
         var feasible = 0;
         var examined = 0;
         var filters = s.Filters;

@@ -101,6 +101,12 @@ public sealed record PlacementRequest(InstanceId InstanceId, ResourceVector Dema
 
     /// <summary>The server group the instance joins, with where its members run now; null for none.</summary>
     public ServerGroupSnapshot? Group { get; init; }
+
+    /// <summary>
+    /// Which attempt this is (0 first). A re-plan after a lost race passes the attempt number so
+    /// the scan starts elsewhere and two placers that collided do not keep choosing the same host.
+    /// </summary>
+    public int Attempt { get; init; }
 }
 
 /// <summary>Server group policies, as in OpenStack Nova.</summary>

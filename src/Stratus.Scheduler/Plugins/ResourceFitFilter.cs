@@ -23,6 +23,20 @@ public sealed class ResourceFitFilter : IFilterPlugin
             && host.GpuMilliCapacity - host.GpuMilliUsed >= state.Gpu;
     }
 
+    private static string Describe(CycleState state)
+    {
+        var s = $"{ResourceFormat.Cpu(state.Cpu)}, {ResourceFormat.Memory(state.Memory)}";
+        if (state.Disk > 0)
+        {
+            s += $", {ResourceFormat.Disk(state.Disk)}";
+        }
+        if (state.Gpu > 0)
+        {
+            s += $", {ResourceFormat.Gpu(state.Gpu)}";
+        }
+        return s;
+    }
+
     public FilterExplanation Explain(CycleState state, IReadOnlyList<HostSnapshot> reached)
     {
         long maxCpu = long.MinValue, maxMem = long.MinValue, maxDisk = long.MinValue, maxGpu = long.MinValue;
@@ -57,7 +71,7 @@ public sealed class ResourceFitFilter : IFilterPlugin
         if (parts.Count == 0)
         {
             parts.Add(string.Create(CultureInfo.InvariantCulture,
-                $"resources: no single host of {ResourceFormat.Hosts(reached.Count)} has {ResourceFormat.Cpu(state.Cpu)}, {ResourceFormat.Memory(state.Memory)} free at once"));
+                $"resources: no single host of {ResourceFormat.Hosts(reached.Count)} has {Describe(state)} free at once"));
         }
         var reason = string.Join("; ", parts);
         return everFits

@@ -8,7 +8,7 @@ namespace Stratus.Scheduler.Profiles;
 /// The built-in scheduling profiles, selected by name:
 /// <list type="bullet">
 /// <item><c>spread</c>: least allocated (+1), balanced (+0.5); scores a sample of 256 feasible hosts.</item>
-/// <item><c>pack</c>: bottleneck best fit (most allocated, −1), alignment (+0.25), prefer busy hosts (+0.5); scores every feasible host.</item>
+/// <item><c>pack</c>: busy hosts first (power state, +2), bottleneck best fit (most allocated, −1), alignment (+0.25), larger hosts first (+1); scores every feasible host.</item>
 /// <item><c>energy</c>: like pack, with a strong preference for hosts already on (+4), and standby hosts allowed as a last resort.</item>
 /// </list>
 /// Every profile runs the same exact filters and honours soft group policies (weight 10).
@@ -55,9 +55,10 @@ public static class Profiles
         "pack",
         Filters(allowStandby: false),
         [
+            new(new PowerStateScorer(), 5.0),
             new(new MostAllocatedScorer(), -1.0),
             new(new DotProductScorer(), 0.25),
-            new(new PowerStateScorer(), 0.5),
+            new(new HostSizeScorer(), 2.0),
             .. GroupScorers(),
         ],
         sampleSize);
