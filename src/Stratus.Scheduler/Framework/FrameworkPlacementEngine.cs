@@ -155,7 +155,8 @@ public sealed class FrameworkPlacementEngine : IPlacementEngine
                 ClearCandidates(s, feasible);
                 return new Placed(h.Id, h.Generation, trace);
             }
-            for (var r = done - 1; r >= 0; r--)
+            // As in the Kubernetes framework: a failed reserve unreserves every reserve plugin (Unreserve is idempotent).
+            for (var r = reservers.Length - 1; r >= 0; r--)
             {
                 reservers[r].Unreserve(state, h);
             }

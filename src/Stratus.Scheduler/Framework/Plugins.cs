@@ -55,8 +55,9 @@ public interface IScorePlugin : IPlugin
 
 /// <summary>
 /// Reserves what the chosen host needs before the decision is returned (an assumed claim, a
-/// cache update). <see cref="Unreserve"/> undoes it and is idempotent; the engine calls it when
-/// a later reserve plugin fails.
+/// cache update). <see cref="Unreserve"/> undoes it and is idempotent: when any reserve plugin
+/// refuses a host, the engine calls Unreserve on every reserve plugin (in reverse order) and tries
+/// the next-best host.
 /// </summary>
 public interface IReservePlugin : IPlugin
 {
