@@ -208,6 +208,7 @@ public static class PlacementBench
             Retries = run.Retries,
             InvariantViolations = run.Violations,
             ElapsedSeconds = Math.Round(run.Elapsed.TotalSeconds, 3),
+            CpuSeconds = Math.Round(run.Cpu.TotalSeconds, 3),
             FirstRefusal = run.FirstRefusal,
         };
     }
@@ -224,6 +225,7 @@ public static class PlacementBench
         var engine = new FrameworkPlacementEngine(profile);
         var ledger = new ClaimLedger(hosts);
         var run = new RunState(items.Length, hosts.Length, flavorCount, batches);
+        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         var sw = Stopwatch.StartNew();
         if (o.Placers == 1)
         {
@@ -244,6 +246,7 @@ public static class PlacementBench
             }
         }
         run.Elapsed = sw.Elapsed;
+        run.Cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu0;
         run.Conflicts = ledger.Conflicts;
         run.Violations = ledger.Violations().Length;
         run.FinalNonEmpty = run.NonEmpty;
@@ -322,6 +325,7 @@ public static class PlacementBench
         public int Violations;
         public string? FirstRefusal;
         public TimeSpan Elapsed;
+        public TimeSpan Cpu;
 
         public void Arrived(int index, int host, Item item)
         {

@@ -41,6 +41,9 @@ public sealed record PlacementBenchResult
     [JsonPropertyName("peak_repack_ratio")] public double? PeakRepackRatio { get; init; }
     [JsonPropertyName("invariant_violations")] public required int InvariantViolations { get; init; }
     [JsonPropertyName("elapsed_s")] public required double ElapsedSeconds { get; init; }
+    /// <summary>CPU time this process spent in the replay (all threads); on a shared machine, placements per CPU-second is steadier than per wall-clock second.</summary>
+    [JsonPropertyName("cpu_s")] public double CpuSeconds { get; init; }
+    [JsonPropertyName("placements_per_cpu_second")] public double PlacementsPerCpuSecond => CpuSeconds <= 0 ? 0 : Math.Round(Placed / CpuSeconds, 0);
     [JsonPropertyName("first_refusal")] public string? FirstRefusal { get; init; }
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
