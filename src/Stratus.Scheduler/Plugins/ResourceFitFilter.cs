@@ -74,8 +74,7 @@ public sealed class ResourceFitFilter : IFilterPlugin
                 $"resources: no single host of {ResourceFormat.Hosts(reached.Count)} has {Describe(state)} free at once"));
         }
         var reason = string.Join("; ", parts);
-        return everFits
-            ? new FilterExplanation(reason, false)
-            : new FilterExplanation(reason + " (larger than any eligible host's capacity)", true);
+        // The reason reads the same either way; the result type (unresolvable) says no host is large enough.
+        return new FilterExplanation(reason, !everFits);
     }
 }
