@@ -53,27 +53,27 @@ public static class BatchPlacer
             switch (result)
             {
                 case Placed placed:
-                {
-                    var idx = view.IndexOf(placed.Host);
-                    var h = overlay[idx];
-                    overlay[idx] = h with
                     {
-                        Used = h.Used + request.Demand,
-                        GpuMilliUsed = h.GpuMilliUsed + request.GpuMilli,
-                        InstanceCount = h.InstanceCount + 1,
-                    };
-                    if (request.Group is { } rg)
-                    {
-                        groups[rg.Name] = rg.WithMember(placed.Host);
+                        var idx = view.IndexOf(placed.Host);
+                        var h = overlay[idx];
+                        overlay[idx] = h with
+                        {
+                            Used = h.Used + request.Demand,
+                            GpuMilliUsed = h.GpuMilliUsed + request.GpuMilli,
+                            InstanceCount = h.InstanceCount + 1,
+                        };
+                        if (request.Group is { } rg)
+                        {
+                            groups[rg.Name] = rg.WithMember(placed.Host);
+                        }
+                        if (!perHost.TryGetValue(idx, out var acc))
+                        {
+                            acc = (ResourceVector.Zero, 0L, new List<InstanceId>());
+                        }
+                        acc.Ids.Add(request.InstanceId);
+                        perHost[idx] = (acc.Demand + request.Demand, acc.Gpu + request.GpuMilli, acc.Ids);
+                        break;
                     }
-                    if (!perHost.TryGetValue(idx, out var acc))
-                    {
-                        acc = (ResourceVector.Zero, 0L, new List<InstanceId>());
-                    }
-                    acc.Ids.Add(request.InstanceId);
-                    perHost[idx] = (acc.Demand + request.Demand, acc.Gpu + request.GpuMilli, acc.Ids);
-                    break;
-                }
                 case Unschedulable u:
                     reasons.Add(Prefix(i, batch.Instances.Length, u.Reasons));
                     break;

@@ -93,6 +93,13 @@ public sealed class CycleState
         }
     }
 
+    internal void Forget()
+    {
+        ClearGroup();
+        Request = null!;
+        Snapshot = null!;
+    }
+
     /// <summary>Demand as a vector (CPU, memory, disk).</summary>
     public ResourceVector Demand => new(Cpu, Memory, Disk);
 

@@ -15,7 +15,7 @@ public sealed class FrameworkPlacementEngine : IPlacementEngine
     // One reusable scratch per thread: decisions are synchronous and never re-enter, so a
     // thread-static buffer makes the hot path allocation-free apart from the result itself.
     [ThreadStatic]
-    private static Scratch? t_scratch;
+    private static Scratch? _threadScratch;
 
     private readonly SchedulingProfile _profile;
 
@@ -32,7 +32,20 @@ public sealed class FrameworkPlacementEngine : IPlacementEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(snapshot);
-        var s = t_scratch ??= new Scratch();
+        var s = _threadScratch ??= new Scratch();
+        try
+        {
+            return PlaceCore(s, request, snapshot);
+        }
+        finally
+        {
+            // Do not keep the request and snapshot alive in the thread-static scratch after the decision.
+            s.State.Forget();
+        }
+    }
+
+    private PlacementResult PlaceCore(Scratch s, PlacementRequest request, ClusterSnapshot snapshot)
+    {
         var state = s.State;
         state.Reset(request, snapshot);
         var hosts = snapshot.Hosts;

@@ -57,6 +57,9 @@ public sealed record ClusterSnapshot(ImmutableArray<HostSnapshot> Hosts)
 {
     private Dictionary<HostId, int>? _index;
 
+    // A `with` copy may carry other hosts: never copy the cached index.
+    private ClusterSnapshot(ClusterSnapshot original) => Hosts = original.Hosts;
+
     public static ClusterSnapshot Of(IEnumerable<Host> hosts) => new(hosts.Select(HostSnapshot.From).ToImmutableArray());
 
     /// <summary>Position of host <paramref name="id"/> in <see cref="Hosts"/>, or −1. Built once per snapshot, on first use.</summary>
