@@ -17,6 +17,8 @@ public sealed class FrameworkPlacementEngine : IPlacementEngine
     [ThreadStatic]
     private static Scratch? _threadScratch;
 
+    private const int MaxTraceTop = 32;
+
     private readonly SchedulingProfile _profile;
 
     public FrameworkPlacementEngine(SchedulingProfile profile)
@@ -197,12 +199,12 @@ public sealed class FrameworkPlacementEngine : IPlacementEngine
 
     private static ImmutableArray<ScoredHost> TopCandidates(Scratch s, ReadOnlySpan<double> totals, int k)
     {
-        k = Math.Min(k, totals.Length);
+        k = Math.Min(Math.Min(k, totals.Length), MaxTraceTop);
         if (k <= 0)
         {
             return [];
         }
-        // Partial selection of the k best (k is tiny): O(feasible × k), no sort of the sample.
+        // Partial selection of the k best (k ≤ 32, so a stack buffer): O(feasible × k), no sort of the sample.
         Span<int> pick = stackalloc int[k];
         var count = 0;
         for (var j = 0; j < totals.Length; j++)

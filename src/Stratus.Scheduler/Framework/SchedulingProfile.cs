@@ -24,6 +24,6 @@ public sealed record SchedulingProfile(
     /// <summary>Plugins that reserve the chosen host before the decision is returned; none by default.</summary>
     public ImmutableArray<IReservePlugin> Reservers { get; init; } = [];
 
-    /// <summary>How many top candidates the decision trace lists.</summary>
+    /// <summary>How many top candidates the decision trace lists (at most 32).</summary>
     public int TraceTop { get; init; } = 5;
 }

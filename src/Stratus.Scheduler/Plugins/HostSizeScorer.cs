@@ -15,8 +15,7 @@ public sealed class HostSizeScorer : IScorePlugin
 
     public bool Prepare(CycleState state) => true;
 
-    // Raw score: the capacity of the request's counted dimensions, packed into one number per dimension is not possible in a
-    // double, so score CPU and memory capacity in units of the first host scored; Normalize divides by the maximum.
+    // Raw size on one scale: vCPUs + memory in 8 GiB units (+ GPUs × 8 when asked); Normalize divides by the largest.
     public double Score(CycleState state, HostSnapshot host)
     {
         var c = host.Capacity;

@@ -16,6 +16,7 @@ public sealed class LeastAllocatedScorer : IScorePlugin
 
     public double Score(CycleState state, HostSnapshot host)
     {
+        // At most four dimensions: a stack buffer keeps the per-host scoring allocation-free.
         Span<double> free = stackalloc double[4];
         var n = ResourceShares.FreeAfter(state, host, free);
         var sum = 0.0;
