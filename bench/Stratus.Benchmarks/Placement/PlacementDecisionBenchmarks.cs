@@ -11,6 +11,7 @@ namespace Stratus.Benchmarks.Placement;
 /// pack (full scan) and spread with an anti-affinity group of 8 members. Allocations per decision
 /// are reported too (the hot path reuses per-thread buffers).
 /// </summary>
+/// <remarks>Not sealed: BenchmarkDotNet derives from benchmark classes.</remarks>
 [MemoryDiagnoser]
 public class PlacementDecisionBenchmarks
 {
