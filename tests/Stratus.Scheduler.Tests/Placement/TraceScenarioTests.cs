@@ -5,7 +5,7 @@ namespace Stratus.Scheduler.Tests.Placement;
 
 public class TraceScenarioTests
 {
-    private static List<AzureArrival> Azure() => AzureTrace.ReadFolder(Fleet.DataDir("azure"), maxArrivals: 100_000);
+    private static List<AzureArrival> Azure() => AzureTrace.ReadFolder(Fleet.DataDir("azure-v1-flavor-traces"), maxArrivals: 100_000);
 
     [Fact]
     public void AzureTrace_Sample_ParsesFlavoursDurationsAndBatches()
@@ -28,7 +28,7 @@ public class TraceScenarioTests
     [Fact]
     public void AlibabaTrace_Sample_ReadsGpuDemandAsTotalMilli()
     {
-        var (nodes, pods) = AlibabaTrace.ReadFolder(Fleet.DataDir("alibaba"));
+        var (nodes, pods) = AlibabaTrace.ReadFolder(Fleet.DataDir("alibaba-gpu-v2023"));
 
         Assert.Equal(153, nodes.Count);
         Assert.Equal(400, pods.Count);
@@ -68,7 +68,7 @@ public class TraceScenarioTests
     [Fact]
     public void AlibabaScenario_PackPlacesEveryPodNearTheBound()
     {
-        var (nodes, pods) = AlibabaTrace.ReadFolder(Fleet.DataDir("alibaba"));
+        var (nodes, pods) = AlibabaTrace.ReadFolder(Fleet.DataDir("alibaba-gpu-v2023"));
 
         var pack = PlacementBench.RunAlibaba(new PlacementBenchOptions { Workload = "alibaba", Profile = "pack" }, nodes, pods);
         var spread = PlacementBench.RunAlibaba(new PlacementBenchOptions { Workload = "alibaba", Profile = "spread" }, nodes, pods);
@@ -88,5 +88,35 @@ public class TraceScenarioTests
         Assert.Contains("workload", e.Message, StringComparison.Ordinal);
         Assert.Contains("profile", e.Message, StringComparison.Ordinal);
         Assert.Contains("placers", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Command_AlibabaSampleJson_PrintsOneObjectWithTheRequiredFields()
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        var rc = PlacementBenchCommand.Run(["placement", "--workload", "alibaba", "--profile", "pack", "--data", Fleet.DataDir(""), "-o", "json"], stdout, stderr);
+
+        Assert.Equal(0, rc);
+        using var doc = System.Text.Json.JsonDocument.Parse(stdout.ToString());
+        foreach (var field in new[] { "placements_per_second", "p50_us", "p99_us", "hosts_used", "lower_bound", "sample_size", "conflicts", "retries" })
+        {
+            Assert.True(doc.RootElement.TryGetProperty(field, out _), field);
+        }
+        Assert.Equal(400, doc.RootElement.GetProperty("placed").GetInt32());
+    }
+
+    [Fact]
+    public void Command_BadArgument_ExitsTwoWithOneLine()
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        var rc = PlacementBenchCommand.Run(["placement", "--hosts", "many"], stdout, stderr);
+
+        Assert.Equal(2, rc);
+        Assert.Equal("bench placement: --hosts needs an integer", stderr.ToString().Trim());
+        Assert.Empty(stdout.ToString());
     }
 }
