@@ -25,7 +25,7 @@ namespace Stratus.Compute.Qemu;
 /// followed by a fresh start of the same disk and ports (the QEMU pid changes); hard reboot is <c>system_reset</c>
 /// (same pid).</para>
 /// </summary>
-public sealed partial class QemuDriver : IComputeDriver
+public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
     private readonly QemuDriverOptions _options;
@@ -345,12 +345,7 @@ public sealed partial class QemuDriver : IComputeDriver
             ProbePort(vm.Id, f.HostPort, f.Protocol, explicitPort: true);
         }
 
-        if (_cgroups is not null)
-        {
-            var quota = vm.Spec.CpuCapped ? (long?)vm.Spec.Vcpus * _options.CpuPeriodMicroseconds : null;
-            var overhead = await MemoryOverheadMibAsync(cancellationToken);
-            await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (vm.Spec.MemoryMib + overhead) * 1024L * 1024), cancellationToken);
-        }
+        await WriteCgroupAsync(vm, cancellationToken);
 
         File.Delete(vm.QmpPath);
         var psi = new ProcessStartInfo(_options.QemuBinary)
@@ -426,6 +421,39 @@ public sealed partial class QemuDriver : IComputeDriver
             await KillAsync(vm, CancellationToken.None);
             throw;
         }
+    }
+
+    private async Task WriteCgroupAsync(QemuVm vm, CancellationToken cancellationToken)
+    {
+        if (_cgroups is null)
+        {
+            return;
+        }
+
+        long? quota = vm.CpuCapCores is { } cores
+            ? (long)Math.Round(cores * _options.CpuPeriodMicroseconds)
+            : vm.Spec.CpuCapped ? (long)vm.Spec.Vcpus * _options.CpuPeriodMicroseconds : null;
+        var overhead = await MemoryOverheadMibAsync(cancellationToken);
+        await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (vm.Spec.MemoryMib + overhead) * 1024L * 1024), cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async Task SetCpuCapAsync(InstanceId id, double? cores, CancellationToken cancellationToken)
+    {
+        await WithVmAsync(id, async vm =>
+        {
+            if (cores is { } c && (c < 0.01 || c > vm.Spec.MaxVcpus))
+            {
+                throw new ComputeException("invalid_spec", $"CPU cap {c} must be 0.01–{vm.Spec.MaxVcpus} cores");
+            }
+
+            vm.CpuCapCores = cores;
+            await SaveStateAsync(vm, cancellationToken);
+            if (vm.Pid is not null)
+            {
+                await WriteCgroupAsync(vm, cancellationToken);
+            }
+        }, cancellationToken);
     }
 
     private ComputeException StartFailure(QemuVm vm)
@@ -630,7 +658,7 @@ public sealed partial class QemuDriver : IComputeDriver
     private async Task SaveStateAsync(QemuVm vm, CancellationToken cancellationToken)
     {
         var tmp = vm.StatePath + ".tmp";
-        await File.WriteAllTextAsync(tmp, JsonSerializer.Serialize(new VmStateFile(vm.Pid, vm.Power, vm.Forwards), Json), cancellationToken);
+        await File.WriteAllTextAsync(tmp, JsonSerializer.Serialize(new VmStateFile(vm.Pid, vm.Power, vm.Forwards, vm.CpuCapCores), Json), cancellationToken);
         File.Move(tmp, vm.StatePath, overwrite: true);
     }
 
@@ -680,7 +708,7 @@ public sealed partial class QemuDriver : IComputeDriver
     {
         var spec = JsonSerializer.Deserialize<VmSpec>(await File.ReadAllTextAsync(Path.Combine(dir, "spec.json"), cancellationToken))!;
         var state = JsonSerializer.Deserialize<VmStateFile>(await File.ReadAllTextAsync(Path.Combine(dir, "state.json"), cancellationToken))!;
-        var vm = new QemuVm(id, dir, spec, state.Forwards);
+        var vm = new QemuVm(id, dir, spec, state.Forwards) { CpuCapCores = state.CpuCapCores };
         foreach (var f in state.Forwards)
         {
             _reservedPorts[f.HostPort] = id;

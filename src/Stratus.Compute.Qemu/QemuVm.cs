@@ -9,7 +9,8 @@ namespace Stratus.Compute.Qemu;
 /// <param name="Pid">QEMU's pid while it should be running; null after a requested stop.</param>
 /// <param name="Power">Last power state the driver knew.</param>
 /// <param name="Forwards">Forwards with their host ports resolved (kept for the VM's life).</param>
-internal sealed record VmStateFile(int? Pid, PowerState Power, IReadOnlyList<PortForward> Forwards);
+/// <param name="CpuCapCores">Explicit CPU cap set through <see cref="IVmCpuCap"/>, in cores; null = the spec's default.</param>
+internal sealed record VmStateFile(int? Pid, PowerState Power, IReadOnlyList<PortForward> Forwards, double? CpuCapCores = null);
 
 /// <summary>Runtime state of one VM (mutated only under <see cref="Gate"/>, apart from exit handling).</summary>
 internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IReadOnlyList<PortForward> forwards)
@@ -32,6 +33,8 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
     public QmpClient? Qmp;
 
     public PowerState Power = PowerState.Shutdown;
+
+    public double? CpuCapCores;
 
     /// <summary>Set before the driver makes QEMU exit, so the exit raises no event.</summary>
     public volatile bool ExpectExit;
