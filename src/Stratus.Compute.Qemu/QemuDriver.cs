@@ -531,10 +531,14 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
     }
 
     /// <summary>Wires QMP events and the exit watcher for a running process (started or adopted).</summary>
-    private void Attach(QemuVm vm, QmpClient qmp, Process? process, int pid)
+    private void Attach(QemuVm vm, QmpClient? qmp, Process? process, int pid)
     {
         vm.Qmp = qmp;
-        qmp.EventReceived += e => OnQmpEvent(vm, e);
+        if (qmp is not null)
+        {
+            qmp.EventReceived += e => OnQmpEvent(vm, e);
+        }
+
         vm.Detach = new CancellationTokenSource();
         var detach = vm.Detach.Token;
         var exit = process is not null ? process.WaitForExitAsync(detach) : WaitForPidExitAsync(pid, detach);
@@ -716,8 +720,19 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
 
         if (state.Pid is { } pid && IsQemuOf(pid, id))
         {
-            var qmp = await QmpClient.ConnectAsync(vm.QmpPath, TimeSpan.FromSeconds(5), _options.QmpCommandTimeout, cancellationToken);
             vm.Pid = pid;
+            vm.Power = state.Power;
+            QmpClient? qmp = null;
+            try
+            {
+                qmp = await QmpClient.ConnectAsync(vm.QmpPath, TimeSpan.FromSeconds(5), _options.QmpCommandTimeout, cancellationToken);
+            }
+            catch (Exception e) when (e is IOException or TimeoutException)
+            {
+                // Still ours (pid and uuid match): supervise it without QMP; stop/destroy fall back to SIGKILL.
+                LogAdoptFailed(_logger, id.ToString(), e.Message);
+            }
+
             Attach(vm, qmp, null, pid);
             await RefreshPowerAsync(vm, cancellationToken);
             LogAdopted(_logger, id.ToString(), pid);
@@ -866,6 +881,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
 
             if (hard)
             {
+                RequireProcess(vm, "reboot");
                 await vm.Qmp!.ExecuteAsync("system_reset", null, cancellationToken);
                 if (vm.Power == PowerState.Paused)
                 {

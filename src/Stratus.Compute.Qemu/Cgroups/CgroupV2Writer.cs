@@ -40,7 +40,7 @@ public sealed class CgroupV2Writer(string root, string parent) : ICgroupWriter
     {
         var path = Path.Combine(dir, "cgroup.subtree_control");
         var current = File.Exists(path) ? await File.ReadAllTextAsync(path, cancellationToken) : "";
-        var words = current.Split(' ', '\n', StringSplitOptions.RemoveEmptyEntries);
+        var words = current.Split(' ', '\n', StringSplitOptions.RemoveEmptyEntries).Select(w => w.TrimStart('+')).ToArray();
         if (words.Contains("cpu") && words.Contains("memory"))
         {
             return;
@@ -52,7 +52,7 @@ public sealed class CgroupV2Writer(string root, string parent) : ICgroupWriter
         }
         else
         {
-            await File.WriteAllTextAsync(path, string.Join(' ', words.Union(["cpu", "memory"])), cancellationToken);
+            await File.WriteAllTextAsync(path, string.Join(' ', words.Union(["cpu", "memory"]).Select(w => "+" + w)), cancellationToken);
         }
     }
 

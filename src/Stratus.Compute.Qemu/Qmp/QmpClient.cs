@@ -87,7 +87,16 @@ public sealed class QmpClient : IAsyncDisposable
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_defaultTimeout);
-        var greeting = await ReadLineAsync(timeout.Token) ?? throw new IOException("QMP closed before its greeting");
+        string greeting;
+        try
+        {
+            greeting = await ReadLineAsync(timeout.Token) ?? throw new IOException("QMP closed before its greeting");
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException("QMP sent no greeting (is another client connected?)");
+        }
+
         using (var doc = JsonDocument.Parse(greeting))
         {
             if (!doc.RootElement.TryGetProperty("QMP", out _))
