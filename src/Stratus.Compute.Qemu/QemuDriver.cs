@@ -347,6 +347,8 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
 
         await WriteCgroupAsync(vm, cancellationToken);
 
+        TrimLog(vm.ConsolePath);
+        TrimLog(vm.LogPath);
         File.Delete(vm.QmpPath);
         var psi = new ProcessStartInfo(_options.QemuBinary)
         {
@@ -971,6 +973,17 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
     {
         var vm = await GetVmAsync(id, cancellationToken);
         return File.Exists(vm.ConsolePath) ? ReadTail(vm.ConsolePath, maxBytes) : "";
+    }
+
+    /// <summary>Keeps the last 1 MiB of a log that grew past 8 MiB (called before QEMU opens it).</summary>
+    private static void TrimLog(string path)
+    {
+        const int Keep = 1024 * 1024;
+        if (File.Exists(path) && new FileInfo(path).Length > 8 * Keep)
+        {
+            var tail = ReadTail(path, Keep);
+            File.WriteAllText(path, tail);
+        }
     }
 
     private static string ReadTail(string path, int maxBytes)

@@ -83,6 +83,34 @@ public sealed class QemuImg(string binary = "qemu-img")
             : new QemuImageCheck(false, corruptions, leaks, (stderr + stdout).Trim());
     }
 
+    /// <summary>
+    /// Validates an uploaded image before it becomes a base image: the format is detected from the content (never the
+    /// file name) and must be qcow2 or raw; a backing file is refused (<c>image_has_backing_file</c>: it could point
+    /// anywhere on the host); a qcow2 must pass <c>qemu-img check</c> and not be flagged corrupt (<c>image_invalid</c>,
+    /// which also covers truncated and unreadable files).
+    /// </summary>
+    public async Task<QemuImageInfo> InspectForImportAsync(string path, CancellationToken cancellationToken)
+    {
+        var info = await InfoAsync(path, mayBeInUse: false, cancellationToken);
+        if (info.Format is not ("qcow2" or "raw"))
+        {
+            throw new ComputeException("image_invalid", $"image format {info.Format} is not supported (qcow2 or raw)");
+        }
+
+        if (info.BackingFile is not null)
+        {
+            throw new ComputeException("image_has_backing_file", "image refers to a backing file; upload a standalone image (qemu-img convert)");
+        }
+
+        if (info.Corrupt || info.VirtualSizeBytes <= 0)
+        {
+            throw new ComputeException("image_invalid", "image is marked corrupt or has no size");
+        }
+
+        var check = await CheckAsync(path, info.Format, cancellationToken);
+        return check.Ok ? info : throw new ComputeException("image_invalid", $"image failed its consistency check: {check.Detail}");
+    }
+
     /// <summary>Creates a qcow2 overlay of <paramref name="sizeBytes"/> over a read-only base image
     /// (<c>-F</c> names the base's format explicitly so it is never probed).</summary>
     public async Task CreateOverlayAsync(string overlayPath, string basePath, string baseFormat, long sizeBytes, CancellationToken cancellationToken)

@@ -82,6 +82,42 @@ public sealed class QemuImgTests : IDisposable
     }
 
     [Fact]
+    public async Task InspectForImport_QcowWithBackingFile_IsRefused()
+    {
+        TestEnvironment.RequireQemu();
+        var baseImage = await QcowAsync("base.qcow2");
+        var overlay = Path.Combine(_dir, "upload.qcow2");
+        await _img.CreateOverlayAsync(overlay, baseImage, "qcow2", 64L * 1024 * 1024, CancellationToken.None);
+        var e = await Assert.ThrowsAsync<ComputeException>(() => _img.InspectForImportAsync(overlay, CancellationToken.None));
+        Assert.Equal("image_has_backing_file", e.Code);
+    }
+
+    [Fact]
+    public async Task InspectForImport_GoodQcowAndRawNamedQcow_AcceptedWithTrueFormat()
+    {
+        TestEnvironment.RequireQemu();
+        var qcow = await QcowAsync("good.img");
+        Assert.Equal("qcow2", (await _img.InspectForImportAsync(qcow, CancellationToken.None)).Format);
+        var raw = Path.Combine(_dir, "raw.qcow2");
+        await File.WriteAllBytesAsync(raw, new byte[1024 * 1024]);
+        Assert.Equal("raw", (await _img.InspectForImportAsync(raw, CancellationToken.None)).Format);
+    }
+
+    [Fact]
+    public async Task InspectForImport_TruncatedQcow2_IsRefused()
+    {
+        TestEnvironment.RequireQemu();
+        var path = await QcowAsync("cut.qcow2");
+        await using (var f = new FileStream(path, FileMode.Open))
+        {
+            f.SetLength(100);
+        }
+
+        var e = await Assert.ThrowsAsync<ComputeException>(() => _img.InspectForImportAsync(path, CancellationToken.None));
+        Assert.Equal("image_invalid", e.Code);
+    }
+
+    [Fact]
     public void ParseInfo_CorruptFlag_IsRead()
     {
         const string json = """

@@ -149,18 +149,29 @@ internal static class TestEnvironment
         }
     }
 
-    /// <summary>Polls the page until it answers (bounded).</summary>
+    /// <summary>Polls the page until it answers (bounded). A new probe starts every 100 ms while earlier ones still wait:
+    /// before the guest's network is up, slirp holds a connection open without answering, so one probe at a time
+    /// would measure boot times in steps of its timeout.</summary>
     public static async Task<string> WaitForHttpAsync(int port, TimeSpan timeout)
     {
         var deadline = Stopwatch.StartNew();
+        var probes = new List<Task<string?>>();
         while (deadline.Elapsed < timeout)
         {
-            if (await TryGetAsync(port, TimeSpan.FromSeconds(1)) is { } page)
+            probes.Add(TryGetAsync(port, TimeSpan.FromSeconds(3)));
+            var tick = Task.Delay(100);
+            while (!tick.IsCompleted)
             {
-                return page;
+                var done = await Task.WhenAny(probes.Append<Task>(tick));
+                if (done is Task<string?> probe)
+                {
+                    probes.Remove(probe);
+                    if (await probe is { } page)
+                    {
+                        return page;
+                    }
+                }
             }
-
-            await Task.Delay(50);
         }
 
         Assert.Fail($"http://127.0.0.1:{port}/ did not answer within {timeout.TotalSeconds} s");
