@@ -8,7 +8,8 @@ namespace Stratus.TestKit.Compute;
 /// The lifecycle contract every <see cref="IComputeDriver"/> must keep. Subclass it once per driver (simulated, QEMU)
 /// and supply the driver and a spec; the tests are inherited. Each test gets a fresh driver and destroys the VMs it
 /// created. After every operation the suite awaits the resulting state (polling, bounded by <see cref="StateTimeout"/>),
-/// so a driver with realistic delays passes.
+/// so a driver with realistic delays passes. Error codes the suite pins: <c>not_found</c> for any operation on a VM the
+/// host does not have (Destroy excepted: idempotent), <c>invalid_state</c> for pause/resume of a stopped VM.
 /// </summary>
 public abstract class DriverConformanceTests : IAsyncLifetime
 {
@@ -147,13 +148,15 @@ public abstract class DriverConformanceTests : IAsyncLifetime
         Assert.Equal(PowerState.Running, (await Driver.ResumeAsync(vm.Id, Ct)).Power);
     }
 
+    /// <summary>A stopped VM has no running machine to pause or resume: that is illegal, not idempotent.</summary>
     [Fact]
-    public async Task Pause_StoppedVm_Throws()
+    public async Task PauseResume_StoppedVm_ThrowInvalidStateAndChangeNothing()
     {
         var vm = await CreateRunningAsync();
         await Driver.StopAsync(vm.Id, TimeSpan.Zero, Ct);
         await WaitForAsync(vm.Id, PowerState.Shutdown);
-        await Assert.ThrowsAsync<ComputeException>(() => Driver.PauseAsync(vm.Id, Ct));
+        Assert.Equal("invalid_state", (await Assert.ThrowsAsync<ComputeException>(() => Driver.PauseAsync(vm.Id, Ct))).Code);
+        Assert.Equal("invalid_state", (await Assert.ThrowsAsync<ComputeException>(() => Driver.ResumeAsync(vm.Id, Ct))).Code);
         Assert.Equal(PowerState.Shutdown, (await Driver.GetStatusAsync(vm.Id, Ct))!.Power);
     }
 
