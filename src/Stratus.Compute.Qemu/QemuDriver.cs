@@ -514,7 +514,6 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         var b = spec.Id.Value.ToByteArray();
         args.AddRange(["-netdev", netdev, "-device", $"virtio-net-pci,netdev=net0,id=nic0,mac=52:54:00:{b[13]:x2}:{b[14]:x2}:{b[15]:x2}"]);
         args.AddRange(["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]);
-        args.AddRange(["-device", "virtio-balloon-pci,id=balloon0"]);
         if (spec.KernelPath is not null)
         {
             args.AddRange(["-kernel", spec.KernelPath]);
