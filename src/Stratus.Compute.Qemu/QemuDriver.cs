@@ -436,7 +436,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             ? (long)Math.Round(cores * _options.CpuPeriodMicroseconds)
             : vm.Spec.CpuCapped ? (long)vm.Spec.Vcpus * _options.CpuPeriodMicroseconds : null;
         var overhead = await MemoryOverheadMibAsync(cancellationToken);
-        await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (vm.Spec.MemoryMib + overhead) * 1024L * 1024), cancellationToken);
+        await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (vm.Spec.MemoryMib + overhead) * 1024L * 1024, vm.Spec.Vcpus, Environment.ProcessorCount), cancellationToken);
     }
 
     /// <inheritdoc />

@@ -20,7 +20,7 @@ public sealed class CgroupWriterTests : IDisposable
     public async Task V2_CreateCapped_WritesCpuMaxMemoryMaxAndEnablesControllers()
     {
         var writer = new CgroupV2Writer(_root, "stratus");
-        await writer.CreateAsync("vm1", new CgroupLimits(200_000, 100_000, 300L * 1024 * 1024), CancellationToken.None);
+        await writer.CreateAsync("vm1", new CgroupLimits(200_000, 100_000, 300L * 1024 * 1024, CpuWeight: 2, ParentCpuWeight: 8), CancellationToken.None);
 
         var dir = Path.Combine(_root, "stratus", "vm1");
         Assert.Equal("200000 100000", await File.ReadAllTextAsync(Path.Combine(dir, "cpu.max")));
@@ -32,6 +32,8 @@ public sealed class CgroupWriterTests : IDisposable
             Assert.Contains("memory", enabled);
         }
 
+        Assert.Equal("200", await File.ReadAllTextAsync(Path.Combine(dir, "cpu.weight")));
+        Assert.Equal("800", await File.ReadAllTextAsync(Path.Combine(_root, "stratus", "cpu.weight")));
         Assert.Equal(2, writer.Version);
         Assert.True(writer.Exists("vm1"));
     }
@@ -78,10 +80,12 @@ public sealed class CgroupWriterTests : IDisposable
     {
         string Mount(string name) => Directory.CreateDirectory(Path.Combine(_root, name)).FullName;
         var writer = new CgroupV1Writer(Mount("cpu"), Mount("cpuacct"), Mount("memory"), "stratus");
-        await writer.CreateAsync("vm", new CgroupLimits(50_000, 100_000, 1024), CancellationToken.None);
+        await writer.CreateAsync("vm", new CgroupLimits(50_000, 100_000, 1024, CpuWeight: 4, ParentCpuWeight: 2), CancellationToken.None);
         await writer.AddProcessAsync("vm", 77, CancellationToken.None);
 
         Assert.Equal("50000", await File.ReadAllTextAsync(Path.Combine(_root, "cpu", "stratus", "vm", "cpu.cfs_quota_us")));
+        Assert.Equal("4096", await File.ReadAllTextAsync(Path.Combine(_root, "cpu", "stratus", "vm", "cpu.shares")));
+        Assert.Equal("2048", await File.ReadAllTextAsync(Path.Combine(_root, "cpu", "stratus", "cpu.shares")));
         Assert.Equal("1024", await File.ReadAllTextAsync(Path.Combine(_root, "memory", "stratus", "vm", "memory.limit_in_bytes")));
         Assert.Equal("77", await File.ReadAllTextAsync(Path.Combine(_root, "cpuacct", "stratus", "vm", "cgroup.procs")));
     }

@@ -28,6 +28,8 @@ public sealed class CgroupV1Writer(string cpuMount, string cpuacctMount, string 
         }
 
         var cpu = PathOf(cpuMount, name);
+        await CgroupFiles.WriteOrCreateAsync(Path.Combine(cpuMount, parent, "cpu.shares"), (1024L * Math.Max(1, limits.ParentCpuWeight)).ToString(CultureInfo.InvariantCulture), cancellationToken);
+        await CgroupFiles.WriteOrCreateAsync(Path.Combine(cpu, "cpu.shares"), (1024L * Math.Max(1, limits.CpuWeight)).ToString(CultureInfo.InvariantCulture), cancellationToken);
         await CgroupFiles.WriteOrCreateAsync(Path.Combine(cpu, "cpu.cfs_period_us"), limits.CpuPeriodMicroseconds.ToString(CultureInfo.InvariantCulture), cancellationToken);
         await CgroupFiles.WriteOrCreateAsync(Path.Combine(cpu, "cpu.cfs_quota_us"), (limits.CpuQuotaMicroseconds ?? -1).ToString(CultureInfo.InvariantCulture), cancellationToken);
         var memory = PathOf(memoryMount, name);

@@ -28,6 +28,8 @@ public sealed class CgroupV2Writer(string root, string parent) : ICgroupWriter
             ? string.Create(CultureInfo.InvariantCulture, $"{q} {limits.CpuPeriodMicroseconds}")
             : string.Create(CultureInfo.InvariantCulture, $"max {limits.CpuPeriodMicroseconds}");
         await CgroupFiles.WriteOrCreateAsync(Path.Combine(dir, "cpu.max"), cpu, cancellationToken);
+        await CgroupFiles.WriteOrCreateAsync(Path.Combine(ParentPath, "cpu.weight"), Weight(limits.ParentCpuWeight), cancellationToken);
+        await CgroupFiles.WriteOrCreateAsync(Path.Combine(dir, "cpu.weight"), Weight(limits.CpuWeight), cancellationToken);
         await CgroupFiles.WriteOrCreateAsync(Path.Combine(dir, "memory.max"), limits.MemoryLimitBytes.ToString(CultureInfo.InvariantCulture), cancellationToken);
         var swap = Path.Combine(dir, "memory.swap.max");
         if (File.Exists(swap))
@@ -35,6 +37,8 @@ public sealed class CgroupV2Writer(string root, string parent) : ICgroupWriter
             await CgroupFiles.WriteAsync(swap, "0", cancellationToken);
         }
     }
+
+    private static string Weight(int units) => Math.Clamp(100L * Math.Max(1, units), 1, 10_000).ToString(CultureInfo.InvariantCulture);
 
     private static async Task EnableControllersAsync(string dir, CancellationToken cancellationToken)
     {

@@ -4,7 +4,9 @@ namespace Stratus.Compute.Qemu.Cgroups;
 /// <param name="CpuQuotaMicroseconds">CPU time allowed per period, in µs; null = unlimited.</param>
 /// <param name="CpuPeriodMicroseconds">CFS period, in µs.</param>
 /// <param name="MemoryLimitBytes">Hard memory limit (guest RAM + QEMU overhead).</param>
-public readonly record struct CgroupLimits(long? CpuQuotaMicroseconds, int CpuPeriodMicroseconds, long MemoryLimitBytes);
+/// <param name="CpuWeight">Relative CPU weight under contention, in vCPUs (v1: cpu.shares = 1024 × this; v2: cpu.weight = 100 × this).</param>
+/// <param name="ParentCpuWeight">Weight of the parent of all VM cgroups against the host's other processes, in cores (same scale).</param>
+public readonly record struct CgroupLimits(long? CpuQuotaMicroseconds, int CpuPeriodMicroseconds, long MemoryLimitBytes, int CpuWeight = 1, int ParentCpuWeight = 1);
 
 /// <summary>What a VM's cgroup has used.</summary>
 /// <param name="CpuUsageNanoseconds">Cumulative CPU time of its processes.</param>
