@@ -107,18 +107,11 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         return _vms.TryGetValue(id, out var vm) ? await StatusOfAsync(vm, cancellationToken) : null;
     }
 
+    /// <summary>Reads status without taking the VM's gate, so a long graceful stop never blocks status polling.</summary>
     private async Task<VmStatus> StatusOfAsync(QemuVm vm, CancellationToken cancellationToken)
     {
-        await vm.Gate.WaitAsync(cancellationToken);
-        try
-        {
-            await RefreshPowerAsync(vm, cancellationToken);
-            return vm.Status();
-        }
-        finally
-        {
-            vm.Gate.Release();
-        }
+        await RefreshPowerAsync(vm, cancellationToken);
+        return vm.Status();
     }
 
     private async Task RefreshPowerAsync(QemuVm vm, CancellationToken cancellationToken)
@@ -133,9 +126,9 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             var status = await qmp.ExecuteAsync("query-status", null, cancellationToken);
             vm.Power = MapRunState(status.GetProperty("status").GetString());
         }
-        catch (Exception e) when (e is IOException or TimeoutException or QmpException)
+        catch (Exception e) when (e is IOException or TimeoutException or QmpException or ObjectDisposedException)
         {
-            // Exiting: the exit handler sets the final state.
+            // Exiting or being detached: the exit handler sets the final state.
         }
     }
 
@@ -282,6 +275,8 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
                 else
                 {
                     using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                    // As QEMU's slirp does: connections of a previous run in TIME_WAIT must not block the port.
+                    tcp.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
                     tcp.Bind(new IPEndPoint(_options.ForwardBindAddress, port));
                     tcp.Listen(1);
                     bound = ((IPEndPoint)tcp.LocalEndPoint!).Port;
@@ -386,6 +381,8 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         vm.Power = PowerState.Paused;
         try
         {
+            // Recorded at once: an agent that dies before `cont` leaves a prelaunch QEMU the next adoption removes.
+            await SaveStateAsync(vm, cancellationToken);
             if (_cgroups is not null)
             {
                 await _cgroups.AddProcessAsync(vm.CgroupName, process.Id, cancellationToken);
@@ -735,8 +732,22 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             }
 
             Attach(vm, qmp, null, pid);
-            await RefreshPowerAsync(vm, cancellationToken);
-            LogAdopted(_logger, id.ToString(), pid);
+            if (qmp is not null && (await qmp.ExecuteAsync("query-status", null, cancellationToken)).GetProperty("status").GetString() == "prelaunch")
+            {
+                // The previous agent died between exec and `cont` (maybe before the cgroup move): not a VM to keep.
+                vm.ExpectExit = false;
+                using (var orphan = Process.GetProcessById(pid))
+                {
+                    orphan.Kill();
+                }
+
+                await vm.Exited.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+            }
+            else
+            {
+                await RefreshPowerAsync(vm, cancellationToken);
+                LogAdopted(_logger, id.ToString(), pid);
+            }
         }
         else
         {
