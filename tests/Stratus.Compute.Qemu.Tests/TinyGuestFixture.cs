@@ -17,6 +17,9 @@ public sealed class TinyGuestFixture : IAsyncLifetime
         echo "STRATUS-TEST-MARKER id=$STRATUS_INSTANCE_ID boots=$n"
         """;
 
+    /// <summary>A well-formed public key (its private half is not kept: the guest only has to receive it).</summary>
+    public const string PublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHSXHsdq2/zWr4I8P9ZuT/4WeXc07mdJlyaQ1RIf6IAZ stratus-test";
+
     public string DataDirectory { get; } = TestEnvironment.NewDataDirectory();
 
     public InstanceId Id { get; } = InstanceId.New();
@@ -34,7 +37,7 @@ public sealed class TinyGuestFixture : IAsyncLifetime
     {
         TestEnvironment.RequireQemu();
         Driver = new QemuDriver(TestEnvironment.Options(DataDirectory));
-        var spec = await TestEnvironment.TinySpecAsync(Id, UserData.Replace("\r", "", StringComparison.Ordinal) + "\n");
+        var spec = await TestEnvironment.TinySpecAsync(Id, UserData.Replace("\r", "", StringComparison.Ordinal) + "\n") with { PublicKeys = [PublicKey] };
         var clock = Stopwatch.StartNew();
         var status = await Driver.CreateAsync(spec, CancellationToken.None);
         CreateToRunning = clock.Elapsed;

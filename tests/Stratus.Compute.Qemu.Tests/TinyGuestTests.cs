@@ -34,11 +34,13 @@ public sealed partial class TinyGuestTests(TinyGuestFixture guest, ITestOutputHe
     }
 
     [Fact]
-    public async Task Console_UserData_ShowsMarkerWithInstanceId()
+    public async Task Console_UserDataAndKey_ReachTheGuest()
     {
         await guest.EnsureServingAsync();
         var console = await TestEnvironment.WaitForConsoleAsync(guest.Driver, guest.Id, $"STRATUS-TEST-MARKER id={guest.Id}", Boot);
-        Assert.Contains("STRATUS-GUEST-READY", console, StringComparison.Ordinal);
+        Assert.Contains($"STRATUS-GUEST-READY id={guest.Id}", console, StringComparison.Ordinal);
+        // The config drive's public key reached the guest (it counts authorized keys at boot).
+        Assert.Contains("keys=1", console, StringComparison.Ordinal);
     }
 
     [Fact]
