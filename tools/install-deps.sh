@@ -11,6 +11,12 @@ case "${1:-up}" in
     have sqlite3 || need+=(sqlite3)
     have flock || need+=(util-linux)
     have curl || need+=(curl)
+    have ssh-keygen || need+=(openssh-client)
+    have cpio || need+=(cpio)
+    have bc || need+=(bc)
+    have mcopy || need+=(mtools)
+    have mkfs.vfat || [ -x /sbin/mkfs.vfat ] || [ -x /usr/sbin/mkfs.vfat ] || need+=(dosfstools)
+    have python3 || need+=(python3)
     ;;
 esac
 if [ ${#need[@]} -gt 0 ]; then

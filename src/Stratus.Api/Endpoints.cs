@@ -163,6 +163,22 @@ public static class Endpoints
             }
         });
 
+        // ---- keypairs
+        v1.MapGet("/keypairs", async (IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<KeypairDto>((await store.ListKeypairsAsync(ct)).Select(k => k.ToDto()).ToList(), null)));
+        v1.MapPost("/keypairs", async (HttpContext ctx, CloudService cloud) =>
+        {
+            var (req, err) = await Http.ReadAsync<ImportKeypairRequest>(ctx);
+            return err ?? Http.From(ctx, await cloud.ImportKeypairAsync(req!, ctx.RequestAborted), k => k.ToDto(), 201);
+        });
+        v1.MapGet("/keypairs/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+            Http.From(ctx, await cloud.GetKeypairAsync(reference, ctx.RequestAborted), k => k.ToDto()));
+        v1.MapDelete("/keypairs/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+        {
+            var o = await cloud.DeleteKeypairAsync(reference, ctx.RequestAborted);
+            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+        });
+
         // ---- hosts
         v1.MapGet("/hosts", async (IStateStore store, CancellationToken ct) =>
         {

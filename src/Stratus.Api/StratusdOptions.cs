@@ -38,9 +38,9 @@ public sealed class StratusdOptions
         {
             errors.Add($"--driver must be simulated or qemu (got '{Driver}')");
         }
-        if (Hosts is < 0 or > 64)
+        if (Hosts is < 0 or > 1000)
         {
-            errors.Add($"--hosts must be between 0 and 64 (got {Hosts})");
+            errors.Add($"--hosts must be between 0 and 1000 (got {Hosts})");
         }
         if (SimDelayScale is < 0 or > 10)
         {

@@ -27,6 +27,7 @@ public static class Commands
         root.Subcommands.Add(ImageCommand());
         root.Subcommands.Add(ServerCommand());
         root.Subcommands.Add(HostCommand());
+        root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         foreach (var extra in Extensions.Commands())
         {
             root.Subcommands.Add(extra);
@@ -324,6 +325,7 @@ public static class Commands
                 log.Select(a => new[] { a.Seq.ToString(Output.Inv), a.Action, a.RequestedBy, a.StartedAt.ToString("u", Output.Inv), a.FinishedAt?.ToString("u", Output.Inv), a.Result, a.Message }));
         }));
         cmd.Subcommands.Add(actions);
+        cmd.Subcommands.Add(KeypairCommands.Ssh(Api));
         return cmd;
     }
 

@@ -88,6 +88,12 @@ public sealed class StratusClient(HttpClient http) : IDisposable
 
     public Task<ConsoleDto> ConsoleAsync(string reference, CancellationToken ct = default) => GetAsync<ConsoleDto>($"v1/servers/{Esc(reference)}/console", ct);
 
+    // keypairs
+    public async Task<IReadOnlyList<KeypairDto>> ListKeypairsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<KeypairDto>>("v1/keypairs", ct)).Items;
+    public Task<KeypairDto> GetKeypairAsync(string reference, CancellationToken ct = default) => GetAsync<KeypairDto>($"v1/keypairs/{Esc(reference)}", ct);
+    public Task<KeypairDto> ImportKeypairAsync(ImportKeypairRequest r, CancellationToken ct = default) => SendAsync<KeypairDto>(HttpMethod.Post, "v1/keypairs", r, null, ct);
+    public Task DeleteKeypairAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/keypairs/{Esc(reference)}", null, null, ct);
+
     // hosts
     public async Task<IReadOnlyList<HostDto>> ListHostsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<HostDto>>("v1/hosts", ct)).Items;
     public Task<HostDto> GetHostAsync(string reference, CancellationToken ct = default) => GetAsync<HostDto>($"v1/hosts/{Esc(reference)}", ct);

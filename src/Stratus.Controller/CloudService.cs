@@ -116,6 +116,37 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
     private async Task<Image?> ResolveImageAsync(string reference, CancellationToken ct) =>
         Guid.TryParse(reference, out var g) ? await store.GetImageAsync(new ImageId(g), ct) : await store.FindImageAsync(reference, ct);
 
+    // ---------------- keypairs ----------------
+
+    public async Task<Outcome<Keypair>> ImportKeypairAsync(ImportKeypairRequest r, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        CheckName(r.Name, errors);
+        var (key, fingerprint, problem) = SshPublicKey.Parse(r.PublicKey);
+        if (problem is not null)
+        {
+            errors.Add(new("public_key", r.PublicKey is null ? "required" : "invalid", problem));
+        }
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        var k = new Keypair(Guid.CreateVersion7(), r.Name!, key!, fingerprint!, time.GetUtcNow());
+        return await store.CreateKeypairAsync(k, ct) ? k : Problem.Conflict("name_in_use", $"a keypair named '{r.Name}' already exists");
+    }
+
+    public async Task<Outcome<Keypair>> GetKeypairAsync(string reference, CancellationToken ct) =>
+        await store.FindKeypairAsync(reference, ct) is { } k ? k : Problem.NotFound("keypair", reference);
+
+    public async Task<Outcome<bool>> DeleteKeypairAsync(string reference, CancellationToken ct)
+    {
+        if (await store.FindKeypairAsync(reference, ct) is not { } k)
+        {
+            return Problem.NotFound("keypair", reference);
+        }
+        return await store.DeleteKeypairAsync(k.Id, ct) ? true : Problem.NotFound("keypair", reference);
+    }
+
     // ---------------- servers ----------------
 
     public async Task<Outcome<(Instance Server, bool Created)>> CreateServerAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct)
@@ -152,6 +183,10 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("key_name", "invalid", keyProblem));
         }
+        else if (r.KeyName is not null && await store.FindKeypairAsync(r.KeyName, ct) is null)
+        {
+            errors.Add(new("key_name", "not_found", $"no keypair named '{r.KeyName}'"));
+        }
         if (r.Zone is not null && NameRules.Check(r.Zone) is { } zoneProblem)
         {
             errors.Add(new("zone", "invalid", zoneProblem));
@@ -185,6 +220,10 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
             {
                 errors.Add(new("forwards", "duplicate", $"host port {dup.Key} is listed more than once"));
             }
+        }
+        if (r.KeyName is not null && forwards.All(f => f.GuestPort != 22))
+        {
+            forwards.Add(new Forward(0, 22)); // a server with a key is reachable over SSH through a forward
         }
         if (idempotencyKey is not null && (idempotencyKey.Length is 0 or > 128 || idempotencyKey.Any(char.IsControl)))
         {

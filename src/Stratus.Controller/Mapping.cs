@@ -16,11 +16,13 @@ public static class Mapping
     public static ServerDto ToDto(this Instance i, string? hostName) => new(
         i.Id.ToString(), i.Name, Names.Of(i.VmState), i.Task is { } t ? Names.Of(t) : null, Names.Of(i.PowerState),
         i.HostId?.ToString(), hostName, i.FlavorId.ToString(), i.ImageId.ToString(),
-        (int)(i.Resources.MilliVcpus / 1000), i.Resources.MemoryMib, i.Resources.DiskGib, i.Fault,
+        (int)(i.Resources.MilliVcpus / 1000), i.Resources.MemoryMib, i.Resources.DiskGib, i.Fault, i.KeyName,
         (i.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort)).ToList(),
         i.CreatedAt, i.UpdatedAt, i.Version);
 
     public static ActionDto ToDto(this InstanceAction a) => new(a.Seq, a.Action, a.RequestedBy, a.StartedAt, a.FinishedAt, a.Result, a.Message);
+
+    public static KeypairDto ToDto(this Keypair k) => new(k.Id.ToString("D"), k.Name, k.PublicKey, k.Fingerprint, k.CreatedAt);
 
     public static ResourcesDto ToDto(this ResourceVector v) => new(v.MilliVcpus / 1000.0, v.MemoryMib, v.DiskGib);
 

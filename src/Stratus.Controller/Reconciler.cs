@@ -165,6 +165,7 @@ public sealed partial class Reconciler(
         }
         var vms = new List<DesiredVm>();
         var images = new Dictionary<ImageId, Image?>();
+        var keys = new Dictionary<string, string?>(StringComparer.Ordinal);
         foreach (var inst in await store.ListInstancesOnHostAsync(host, ct))
         {
             var power = Desired(inst);
@@ -176,8 +177,13 @@ public sealed partial class Reconciler(
             {
                 images[inst.ImageId] = image = await store.GetImageAsync(inst.ImageId, ct);
             }
+            string? key = null;
+            if (inst.KeyName is { } keyName && !keys.TryGetValue(keyName, out key))
+            {
+                keys[keyName] = key = (await store.FindKeypairAsync(keyName, ct))?.PublicKey;
+            }
             vms.Add(new DesiredVm(inst.Id, inst.Name, (int)(inst.Resources.MilliVcpus / 1000), inst.Resources.MemoryMib, inst.Resources.DiskGib,
-                image?.Path, image?.DiskFormat, inst.UserData, [], (inst.Forwards ?? []).Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
+                image?.Path, image?.DiskFormat, inst.UserData, key is null ? [] : [key], (inst.Forwards ?? []).Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
                 power.Value, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard));
         }
         try

@@ -106,6 +106,13 @@ public interface IStateStore : IAsyncDisposable
 
     Task<IReadOnlyList<Allocation>> ListAllocationsAsync(CancellationToken cancellationToken);
 
+    // Keypairs
+    /// <summary>Inserts a keypair; false when the name is taken.</summary>
+    Task<bool> CreateKeypairAsync(Keypair keypair, CancellationToken cancellationToken);
+    Task<Keypair?> FindKeypairAsync(string name, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Keypair>> ListKeypairsAsync(CancellationToken cancellationToken);
+    Task<bool> DeleteKeypairAsync(Guid id, CancellationToken cancellationToken);
+
     // Action log
     Task<IReadOnlyList<InstanceAction>> ListActionsAsync(InstanceId id, CancellationToken cancellationToken);
     /// <summary>Finishes the newest unfinished action of an instance.</summary>

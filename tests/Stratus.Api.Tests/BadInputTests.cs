@@ -65,6 +65,11 @@ public sealed class BadInputTests(TestCloud cloud) : IClassFixture<TestCloud>
         new("delete unknown image", "DELETE", "v1/images/none", null, null, 404, "not_found"),
         new("delete image in use", "DELETE", "v1/images/tiny", null, null, 409, "image_in_use"),
         new("delete flavor in use", "DELETE", "v1/flavors/tiny", null, null, 409, "flavor_in_use"),
+        new("malformed public key", "POST", "v1/keypairs", """{"name":"k1","public_key":"ssh-ed25519 not*base64"}""", "application/json", 400, "validation_failed"),
+        new("private key as public", "POST", "v1/keypairs", """{"name":"k1","public_key":"-----BEGIN OPENSSH PRIVATE KEY-----"}""", "application/json", 400, "validation_failed"),
+        new("keypair without key", "POST", "v1/keypairs", """{"name":"k1"}""", "application/json", 400, "validation_failed"),
+        new("server with unknown key", "POST", "v1/servers", """{"name":"x","flavor":"tiny","image":"tiny","key_name":"nokey"}""", "application/json", 400, "validation_failed"),
+        new("delete unknown keypair", "DELETE", "v1/keypairs/nokey", null, null, 404, "not_found"),
     ];
 
     private async Task EnsureTinyInUseAsync()

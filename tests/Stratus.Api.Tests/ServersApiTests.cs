@@ -223,6 +223,24 @@ public sealed class ServersApiTests(TestCloud cloud) : IClassFixture<TestCloud>
     }
 
     [Fact]
+    public async Task Keypair_ImportAndUse_ServerGetsSshForwardAndKeyName()
+    {
+        const string pub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJX9baGEfNikbGHnStwiWauljzPbfr0osdn3AI/h9W6N test";
+        var k = await C.ImportKeypairAsync(new ImportKeypairRequest("mykey", pub));
+        Assert.Equal("SHA256:t9Kg0qUNAJ+tSrtL/BsvAaTyM+IuAAkgwAe7TUGxkWg", k.Fingerprint);
+        Assert.Contains(await C.ListKeypairsAsync(), x => x.Name == "mykey");
+        var s = await C.CreateServerAsync(new CreateServerRequest("keyed", "tiny", "tiny", null, "mykey", null, [new ForwardDto(0, 80)]));
+        Assert.Equal("mykey", s.KeyName);
+        var active = await cloud.WaitAsync(s.Id, "active");
+        Assert.Equal([80, 22], active.Forwards.Select(f => f.GuestPort).ToArray());
+        Assert.All(active.Forwards, f => Assert.NotEqual(0, f.HostPort)); // chosen by the host and kept
+        var dup = await Assert.ThrowsAsync<StratusApiException>(() => C.ImportKeypairAsync(new ImportKeypairRequest("mykey", pub)));
+        Assert.Equal("name_in_use", dup.Code);
+        await C.DeleteKeypairAsync("mykey");
+        Assert.DoesNotContain(await C.ListKeypairsAsync(), x => x.Name == "mykey");
+    }
+
+    [Fact]
     public async Task OpenApi_Document_ListsServerRoutes()
     {
         var doc = await cloud.Http.GetStringAsync("v1/openapi.json");

@@ -39,6 +39,7 @@ public sealed record ServerDto(
     long RamMib,
     long DiskGib,
     string? Fault,
+    string? KeyName,
     IReadOnlyList<ForwardDto> Forwards,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
@@ -80,6 +81,12 @@ public sealed record ResourcesDto(double Vcpus, long RamMib, long DiskGib);
 
 /// <summary>Allocation ratios on the wire.</summary>
 public sealed record RatiosDto(double Cpu, double Ram, double Disk);
+
+/// <summary>An SSH keypair's public half.</summary>
+public sealed record KeypairDto(string Id, string Name, string PublicKey, string Fingerprint, DateTimeOffset CreatedAt);
+
+/// <summary>POST /v1/keypairs: import a public key.</summary>
+public sealed record ImportKeypairRequest(string? Name, string? PublicKey);
 
 /// <summary>A page of a list.</summary>
 public sealed record ListDto<T>(IReadOnlyList<T> Items, string? NextMarker);

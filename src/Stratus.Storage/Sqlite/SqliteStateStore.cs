@@ -541,6 +541,35 @@ public sealed class SqliteStateStore : IStateStore
             r => new Allocation(new InstanceId(Guid.Parse(r.GetString(0))), new HostId(Guid.Parse(r.GetString(1))), new ResourceVector(r.GetInt64(2), r.GetInt64(3), r.GetInt64(4))),
             cancellationToken);
 
+    // ---------- keypairs ----------
+
+    private static Keypair ReadKeypair(SqliteDataReader r) =>
+        new(Guid.Parse(r.GetString(0)), r.GetString(1), r.GetString(2), r.GetString(3), Date(r.GetString(4)));
+
+    public Task<bool> CreateKeypairAsync(Keypair k, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO keypairs(id,name,public_key,fingerprint,created_at) VALUES ($id,$n,$k,$f,$at)");
+        cmd.Parameters.AddWithValue("$id", k.Id.ToString("D"));
+        cmd.Parameters.AddWithValue("$n", k.Name);
+        cmd.Parameters.AddWithValue("$k", k.PublicKey);
+        cmd.Parameters.AddWithValue("$f", k.Fingerprint);
+        cmd.Parameters.AddWithValue("$at", k.CreatedAt.ToString("O"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    public Task<Keypair?> FindKeypairAsync(string name, CancellationToken cancellationToken) =>
+        QueryOneAsync("SELECT id,name,public_key,fingerprint,created_at FROM keypairs WHERE name=$k OR id=$k", name, ReadKeypair, cancellationToken);
+
+    public Task<IReadOnlyList<Keypair>> ListKeypairsAsync(CancellationToken cancellationToken) =>
+        QueryAsync("SELECT id,name,public_key,fingerprint,created_at FROM keypairs ORDER BY name", null, ReadKeypair, cancellationToken);
+
+    public Task<bool> DeleteKeypairAsync(Guid id, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "DELETE FROM keypairs WHERE id=$id");
+        cmd.Parameters.AddWithValue("$id", id.ToString("D"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
     // ---------- actions ----------
 
     private static async Task InsertActionAsync(SqliteConnection c, SqliteTransaction tx, InstanceAction a, CancellationToken ct)
