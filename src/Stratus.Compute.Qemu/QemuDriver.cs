@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -751,7 +750,8 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         }
         else
         {
-            vm.Power = state.Pid is null ? PowerState.Shutdown : PowerState.Crashed;
+            // A recorded pid that is gone died while nobody watched; a crash seen before is kept.
+            vm.Power = state.Pid is not null || state.Power == PowerState.Crashed ? PowerState.Crashed : PowerState.Shutdown;
             vm.Pid = null;
             await SaveStateAsync(vm, cancellationToken);
         }

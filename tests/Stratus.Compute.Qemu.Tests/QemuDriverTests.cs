@@ -235,7 +235,12 @@ public sealed class QemuDriverTests : IAsyncLifetime
         var list = await b.ListAsync(CancellationToken.None);
         Assert.Equal(PowerState.Crashed, list.Single(s => s.Id == status.Id).Power);
         Assert.Equal(PowerState.Shutdown, list.Single(s => s.Id == stopped.Id).Power);
-        var again = await b.StartAsync(status.Id, CancellationToken.None);
+
+        // The crash is remembered by the next driver too, until the VM is started again.
+        await b.DisposeAsync();
+        var c = NewDriver();
+        Assert.Equal(PowerState.Crashed, (await c.GetStatusAsync(status.Id, CancellationToken.None))!.Power);
+        var again = await c.StartAsync(status.Id, CancellationToken.None);
         Assert.Equal(PowerState.Running, again.Power);
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Stratus.Compute;
 using Stratus.Core.Compute;
 using Xunit.Abstractions;
 
@@ -100,6 +101,38 @@ public sealed partial class TinyGuestTests(TinyGuestFixture guest, ITestOutputHe
         Assert.Equal(PowerState.Running, after.Power);
         await TestEnvironment.WaitForConsoleAsync(guest.Driver, guest.Id, $"boots={before + 1}", Boot);
         await TestEnvironment.WaitForHttpAsync(guest.HostPort, Boot);
+    }
+
+    [Fact]
+    public async Task GuestPowersOff_ByItself_RaisesShutdownEventNotCrash()
+    {
+        var id = Stratus.Core.Ids.InstanceId.New();
+        var spec = await TestEnvironment.TinySpecAsync(id, "#!/bin/sh\necho STRATUS-TEST-POWEROFF\npoweroff\n", forwards: []);
+        var seen = new TaskCompletionSource<VmEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnChanged(VmEvent e)
+        {
+            if (e.Id == id)
+            {
+                seen.TrySetResult(e);
+            }
+        }
+
+        guest.Driver.VmChanged += OnChanged;
+        try
+        {
+            await guest.Driver.CreateAsync(spec, CancellationToken.None);
+            var ev = await seen.Task.WaitAsync(Boot);
+            Assert.Equal(PowerState.Shutdown, ev.Power);
+            Assert.Equal("guest powered off", ev.Reason);
+            var status = await guest.Driver.GetStatusAsync(id, CancellationToken.None);
+            Assert.Equal(PowerState.Shutdown, status!.Power);
+            Assert.Null(status.Pid);
+        }
+        finally
+        {
+            guest.Driver.VmChanged -= OnChanged;
+            await guest.Driver.DestroyAsync(id, CancellationToken.None);
+        }
     }
 
     [Fact]

@@ -31,8 +31,12 @@ public sealed class QmpClient : IAsyncDisposable
     private readonly ConcurrentDictionary<long, TaskCompletionSource<JsonElement>> _pending = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly TimeSpan _defaultTimeout;
+    private readonly byte[] _buffer = new byte[8192];
+    private readonly MemoryStream _line = new();
     private Task _reader = Task.CompletedTask;
     private long _nextId;
+    private int _bufferStart;
+    private int _bufferEnd;
 
     private QmpClient(Socket socket, TimeSpan defaultTimeout)
     {
@@ -221,11 +225,6 @@ public sealed class QmpClient : IAsyncDisposable
             }
         }
     }
-
-    private readonly byte[] _buffer = new byte[8192];
-    private readonly MemoryStream _line = new();
-    private int _bufferStart;
-    private int _bufferEnd;
 
     private async Task<string?> ReadLineAsync(CancellationToken cancellationToken)
     {
