@@ -68,10 +68,16 @@ public static class Endpoints
         });
         v1.MapGet("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.GetImageAsync(reference, ctx.RequestAborted), i => i.ToDto()));
-        v1.MapDelete("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+        v1.MapDelete("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud, ImageStore images) =>
         {
+            var found = await cloud.GetImageAsync(reference, ctx.RequestAborted);
             var o = await cloud.DeleteImageAsync(reference, ctx.RequestAborted);
-            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+            if (!o.Ok)
+            {
+                return Http.Problem(ctx, o.Problem!);
+            }
+            images.RemoveFile(found.Value);
+            return Results.NoContent();
         });
 
         // ---- servers
@@ -126,6 +132,10 @@ public static class Endpoints
             if (err is not null)
             {
                 return err;
+            }
+            if (await HostPortsProblemAsync(req!, store, ctx.RequestAborted) is { } portProblem)
+            {
+                return Http.Problem(ctx, portProblem);
             }
             string? key = ctx.Request.Headers["Idempotency-Key"];
             var o = await cloud.CreateServerAsync(req!, key, RequestedBy, ctx.RequestAborted);
@@ -222,6 +232,46 @@ public static class Endpoints
             var servers = (await store.ListInstancesOnHostAsync(h.Id, ctx.RequestAborted)).Count;
             return Http.Json(h.ToDto(servers));
         });
+    }
+
+    /// <summary>
+    /// All-in-one mode: every host is this machine, so a requested host port must be free here and
+    /// not held by another live server (the agent checks again when it binds).
+    /// </summary>
+    private static async Task<Problem?> HostPortsProblemAsync(CreateServerRequest req, IStateStore store, CancellationToken ct)
+    {
+        var wanted = (req.Forwards ?? []).Where(f => f is not null && f.HostPort is >= 1024 and <= 65535).Select(f => f.HostPort).ToList();
+        if (wanted.Count == 0)
+        {
+            return null;
+        }
+        string? marker = null;
+        do
+        {
+            var page = await store.ListInstancesAsync(new InstanceQuery(1000, marker), ct);
+            foreach (var i in page.Items)
+            {
+                if (i.Forwards?.FirstOrDefault(f => wanted.Contains(f.HostPort)) is { HostPort: > 0 } taken)
+                {
+                    return Problem.Conflict("port_in_use", $"host port {taken.HostPort} is already forwarded to server '{i.Name}'");
+                }
+            }
+            marker = page.NextMarker;
+        }
+        while (marker is not null);
+        foreach (var port in wanted)
+        {
+            try
+            {
+                using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+                l.Start();
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                return Problem.Conflict("port_in_use", $"host port {port} is already in use on this host");
+            }
+        }
+        return null;
     }
 
     private static async Task<Dictionary<HostId, string>> HostNamesAsync(IStateStore store, CancellationToken ct) =>

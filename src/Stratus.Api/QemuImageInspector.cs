@@ -18,7 +18,10 @@ public sealed class QemuImageInspector : IImageInspector
         }
         catch (ComputeException e)
         {
-            return new ImageInspection(null, 0, e.Message, e.Code);
+            // qemu-img check lists every broken cluster; the first line says what is wrong.
+            var lines = e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var detail = lines.Length <= 1 ? e.Message : $"{lines[0]} {lines[1]} (and {lines.Length - 2} more lines)";
+            return new ImageInspection(null, 0, detail.Length > 400 ? detail[..400] + "…" : detail, e.Code);
         }
         catch (System.ComponentModel.Win32Exception)
         {

@@ -430,7 +430,8 @@ public static class Commands
         }
         catch (StratusApiException e)
         {
-            Console.Error.WriteLine(e.Status > 0 ? $"error: {e.Message} ({e.Code}, HTTP {e.Status})" : $"error: {e.Message}");
+            var message = string.Join(' ', e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            Console.Error.WriteLine(e.Status > 0 ? $"error: {message} ({e.Code}, HTTP {e.Status})" : $"error: {message}");
             return 1;
         }
         catch (IOException e)

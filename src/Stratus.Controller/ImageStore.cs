@@ -33,6 +33,15 @@ public sealed class ImageStore(IStateStore store, IImageInspector inspector, Tim
     /// uploader's file name or declared format says otherwise, the upload is refused (a raw file named
     /// .qcow2 is a mistake, not a qcow2).
     /// </summary>
+    /// <summary>Removes an imported image's file once its record is deleted (files this store did not write are left alone).</summary>
+    public void RemoveFile(Image? image)
+    {
+        if (image?.Path is { } path && Path.GetDirectoryName(Path.GetFullPath(path)) == Path.GetFullPath(directory) && File.Exists(path))
+        {
+            File.Delete(path);
+        }
+    }
+
     public async Task<Outcome<Image>> ImportAsync(string? name, Stream content, long? declaredLength, string? fileName, string? declaredFormat, CancellationToken ct)
     {
         if (declaredFormat is not null && declaredFormat is not ("qcow2" or "raw"))

@@ -31,9 +31,12 @@ public static class Cli
         public JsonElement Json() => JsonDocument.Parse(Stdout).RootElement.Clone();
     }
 
-    public static async Task<Result> RunAsync(string url, params string[] args) => await RunAsync(url, TimeSpan.FromMinutes(3), args);
+    public static async Task<Result> RunAsync(string url, params string[] args) => await RunAsync(url, TimeSpan.FromMinutes(3), null, args);
 
-    public static async Task<Result> RunAsync(string url, TimeSpan timeout, params string[] args)
+    public static Task<Result> RunAsync(string url, TimeSpan timeout, params string[] args) => RunAsync(url, timeout, null, args);
+
+    /// <summary>Runs ./stratus; with <paramref name="configDir"/>, keys created by `keypair create` live under it.</summary>
+    public static async Task<Result> RunAsync(string url, TimeSpan timeout, string? configDir, params string[] args)
     {
         var psi = new ProcessStartInfo(Path.Combine(RepoRoot, "stratus"))
         {
@@ -43,6 +46,10 @@ public static class Cli
             WorkingDirectory = RepoRoot,
         };
         psi.Environment["STRATUS_URL"] = url;
+        if (configDir is not null)
+        {
+            psi.Environment["STRATUS_CONFIG_DIR"] = Path.Combine(configDir, "cfg");
+        }
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
