@@ -140,6 +140,17 @@ public static class Endpoints
         });
         v1.MapGet("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.ListActionsAsync(reference, ctx.RequestAborted), list => new ListDto<ActionDto>(list.Select(a => a.ToDto()).ToList(), null)));
+        v1.MapGet("/servers/{reference}/placement", async (HttpContext ctx, string reference, CloudService cloud, IStateStore store) =>
+        {
+            var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);
+            if (!o.Ok)
+            {
+                return Http.Problem(ctx, o.Problem!);
+            }
+            return await store.GetPlacementAsync(o.Value!.Id, ctx.RequestAborted) is { } d
+                ? Results.Text(d.TraceJson, "application/json")
+                : Http.Problem(ctx, new Problem("not_placed_yet", 404, "No placement decision yet", $"server '{o.Value.Name}' has not been through the scheduler yet"));
+        });
         v1.MapGet("/servers/{reference}/console", async (HttpContext ctx, string reference, CloudService cloud, AgentHub hub) =>
         {
             var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);

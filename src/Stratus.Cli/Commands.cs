@@ -326,6 +326,33 @@ public static class Commands
         }));
         cmd.Subcommands.Add(actions);
         cmd.Subcommands.Add(KeypairCommands.Ssh(Api));
+
+        var pref = new Argument<string>("server") { Description = "Server name or id" };
+        var pout = OutputOption();
+        var placementCmd = new Command("placement", "Show why the scheduler placed the server where it did (or could not)") { pref, pout };
+        placementCmd.SetAction((r, ct) => Api(r, async c =>
+        {
+            var p = await c.PlacementAsync(r.GetValue(pref)!, ct);
+            if (Output.IsJson(r.GetValue(pout)))
+            {
+                Output.Json(p);
+                return;
+            }
+            Output.Fields([
+                ("outcome", p.Outcome), ("host_id", p.HostId), ("profile", p.Profile),
+                ("hosts", $"{p.FleetSize} in fleet, {p.HostsConsidered} examined, {p.SampleSize} scored"),
+                ("decided_at", p.DecidedAt.ToString("u", Output.Inv)),
+            ]);
+            foreach (var reason in p.Reasons)
+            {
+                Console.Out.WriteLine($"reason: {reason}");
+            }
+            Console.Out.WriteLine();
+            Output.Table(["FILTER", "REACHED", "REMOVED"], p.Filters.Select(f => new[] { f.Filter, f.Before.ToString(Output.Inv), f.Removed.ToString(Output.Inv) }));
+            Console.Out.WriteLine();
+            Output.Table(["CANDIDATE", "HOST_ID", "SCORE"], p.Top.Select(t => new[] { t.Name, t.HostId, t.Score.ToString("0.000", Output.Inv) }));
+        }));
+        cmd.Subcommands.Add(placementCmd);
         return cmd;
     }
 

@@ -86,6 +86,8 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public async Task<IReadOnlyList<ActionDto>> ListActionsAsync(string reference, CancellationToken ct = default) =>
         (await GetAsync<ListDto<ActionDto>>($"v1/servers/{Esc(reference)}/actions", ct)).Items;
 
+    public Task<PlacementDto> PlacementAsync(string reference, CancellationToken ct = default) => GetAsync<PlacementDto>($"v1/servers/{Esc(reference)}/placement", ct);
+
     public Task<ConsoleDto> ConsoleAsync(string reference, CancellationToken ct = default) => GetAsync<ConsoleDto>($"v1/servers/{Esc(reference)}/console", ct);
 
     // keypairs
