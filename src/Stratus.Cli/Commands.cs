@@ -64,7 +64,7 @@ public static class Commands
     }
 
     /// <summary>The driver `up` uses when none is named.</summary>
-    public static string DefaultDriver => Environment.GetEnvironmentVariable("STRATUS_DRIVER") is { Length: > 0 } d ? d : "simulated";
+    public static string DefaultDriver => Environment.GetEnvironmentVariable("STRATUS_DRIVER") is { Length: > 0 } d ? d : "qemu";
 
     private static Command DownCommand()
     {
@@ -148,8 +148,22 @@ public static class Commands
             await c.DeleteImageAsync(r.GetValue(refArg2)!, ct);
             Console.Out.WriteLine($"image {r.GetValue(refArg2)} deleted");
         }));
+        var iname = new Argument<string>("name") { Description = "Image name" };
+        var ifile = new Argument<string>("file") { Description = "qcow2 or raw disk image file (format detected from its content)" };
+        var o3 = OutputOption();
+        var import = new Command("import", "Upload an image (streamed, checksummed, inspected with qemu-img)") { iname, ifile, o3 };
+        import.SetAction((r, ct) => Api(r, async c =>
+        {
+            var f = r.GetValue(ifile)!;
+            if (!File.Exists(f))
+            {
+                throw new StratusApiException(0, "file_not_found", $"'{f}' does not exist");
+            }
+            PrintImages([await c.ImportImageAsync(r.GetValue(iname)!, f, ct)], r.GetValue(o3), true);
+        }));
         cmd.Subcommands.Add(list);
         cmd.Subcommands.Add(show);
+        cmd.Subcommands.Add(import);
         cmd.Subcommands.Add(delete);
         return cmd;
     }
