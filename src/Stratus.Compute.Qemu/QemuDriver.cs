@@ -157,7 +157,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
 
             var forwards = ResolveForwards(spec.Id, spec.Forwards, []);
             var dir = Path.Combine(_vmsRoot, spec.Id.ToString());
-            vm = new QemuVm(spec.Id, dir, spec, forwards);
+            vm = new QemuVm(spec.Id, dir, spec, forwards) { QmpPath = QmpPathFor(spec.Id, dir) };
             Directory.CreateDirectory(dir);
             await File.WriteAllTextAsync(vm.SpecPath, JsonSerializer.Serialize(spec, Json), cancellationToken);
             await PrepareDiskAsync(vm, cancellationToken);
@@ -709,7 +709,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
     {
         var spec = JsonSerializer.Deserialize<VmSpec>(await File.ReadAllTextAsync(Path.Combine(dir, "spec.json"), cancellationToken))!;
         var state = JsonSerializer.Deserialize<VmStateFile>(await File.ReadAllTextAsync(Path.Combine(dir, "state.json"), cancellationToken))!;
-        var vm = new QemuVm(id, dir, spec, state.Forwards) { CpuCapCores = state.CpuCapCores };
+        var vm = new QemuVm(id, dir, spec, state.Forwards) { CpuCapCores = state.CpuCapCores, QmpPath = QmpPathFor(id, dir) };
         foreach (var f in state.Forwards)
         {
             _reservedPorts[f.HostPort] = id;
@@ -965,8 +965,29 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         }
     }
 
+    private string QmpPathFor(InstanceId id, string dir)
+    {
+        var inDir = Path.Combine(dir, "qmp.sock");
+        if (System.Text.Encoding.UTF8.GetByteCount(inDir) <= 107)
+        {
+            return inDir;
+        }
+
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(_options.DataDirectory)))[..12];
+        var shortDir = Path.Combine(Path.GetTempPath(), "stratus-qmp-" + hash);
+        Directory.CreateDirectory(shortDir);
+        return Path.Combine(shortDir, id + ".sock");
+    }
+
     private async Task RemoveEverythingAsync(QemuVm vm, CancellationToken cancellationToken)
     {
+        File.Delete(vm.QmpPath);
+        var socketDir = Path.GetDirectoryName(vm.QmpPath)!;
+        if (Path.GetFileName(socketDir).StartsWith("stratus-qmp-", StringComparison.Ordinal) && !Directory.EnumerateFileSystemEntries(socketDir).Any())
+        {
+            Directory.Delete(socketDir);
+        }
+
         if (_cgroups is not null)
         {
             await _cgroups.RemoveAsync(vm.CgroupName, cancellationToken);

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text;
 
 namespace Stratus.Compute.Qemu;
 
@@ -29,7 +28,7 @@ public enum CgroupMode
 public sealed class QemuDriverOptions
 {
     /// <summary>Directory holding one sub-directory per VM (<c>vms/&lt;id&gt;/</c>: spec, disk, console, pid, QMP socket).
-    /// Must be an absolute path short enough for unix socket paths (at most 60 bytes).</summary>
+    /// Must be an absolute path. When it is long (QMP socket path over 107 bytes), sockets go to /tmp/stratus-qmp-&lt;hash&gt;/.</summary>
     public string DataDirectory { get; set; } = "/var/lib/stratus/compute";
 
     /// <summary>The QEMU system emulator to exec (absolute path or a name found on PATH).</summary>
@@ -86,10 +85,6 @@ public sealed class QemuDriverOptions
         if (string.IsNullOrWhiteSpace(DataDirectory) || !Path.IsPathFullyQualified(DataDirectory))
         {
             errors.Add("DataDirectory must be an absolute path");
-        }
-        else if (Encoding.UTF8.GetByteCount(DataDirectory) > 60)
-        {
-            errors.Add("DataDirectory must be at most 60 bytes long (unix socket paths are limited to 107 bytes)");
         }
 
         if (string.IsNullOrWhiteSpace(QemuBinary)) errors.Add("QemuBinary is required");

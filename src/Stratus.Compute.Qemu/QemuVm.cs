@@ -59,7 +59,9 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
 
     public string LogPath => Path.Combine(Directory, "qemu.log");
 
-    public string QmpPath => Path.Combine(Directory, "qmp.sock");
+    /// <summary>QMP socket: in the VM's directory, or (when that path would pass the 107-byte unix socket limit)
+    /// in a short per-data-directory folder under /tmp. Deterministic, so adoption finds it again.</summary>
+    public string QmpPath { get; init; } = Path.Combine(directory, "qmp.sock");
 
     public string CgroupName => Id.ToString();
 

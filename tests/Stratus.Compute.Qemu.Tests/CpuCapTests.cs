@@ -79,7 +79,7 @@ public sealed class CpuCapTests(ITestOutputHelper output) : IAsyncLifetime
         var uncapped = await MeasureCoresAsync(capped: false);
         var cores = Environment.ProcessorCount;
         output.WriteLine($"capped at 1 core: {capped.Vm:0.00} cores (others {capped.Others:0.00}); uncapped twin: {uncapped.Vm:0.00} cores (others {uncapped.Others:0.00}); over {Window.TotalSeconds} s, {cores} host cores");
-        Assert.InRange(capped.Vm, 0.3, 1.1);
+        Assert.InRange(capped.Vm, 0.15, 1.1);
 
         // The twin gets what the host's other work leaves: on an idle 2-core host about two cores (more than the cap
         // allows); on a host busy with other jobs at least a fair part of what was free.

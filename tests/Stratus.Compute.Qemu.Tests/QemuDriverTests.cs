@@ -258,6 +258,28 @@ public sealed class QemuDriverTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Create_LongDataDirectory_PutsQmpSocketInShortPathAndAdoptsIt()
+    {
+        TestEnvironment.RequireQemu();
+        var longDir = Path.Combine(_dataDir, new string('d', 60), new string('e', 40));
+        var options = TestEnvironment.Options(longDir);
+        var a = new QemuDriver(options);
+        _drivers.Add(a);
+        var spec = TestEnvironment.BareSpec(InstanceId.New());
+        var status = await a.CreateAsync(spec, CancellationToken.None);
+        Assert.Equal(PowerState.Running, status.Power);
+        await a.DisposeAsync();
+
+        var b = new QemuDriver(options);
+        _drivers.Add(b);
+        var adopted = await b.PauseAsync(spec.Id, CancellationToken.None);
+        Assert.Equal(status.Pid, adopted.Pid);
+        Assert.Equal(PowerState.Paused, adopted.Power);
+        await b.DestroyAsync(spec.Id, CancellationToken.None);
+        Assert.Empty(TestEnvironment.QemuPidsOf(spec.Id));
+    }
+
+    [Fact]
     public void Options_Invalid_ListsEveryError()
     {
         var options = new QemuDriverOptions { DataDirectory = "relative", TcgTbSizeMib = 1, CpuPeriodMicroseconds = 5 };
