@@ -95,10 +95,14 @@ public sealed class SimulatedDriver : IComputeDriver
         TransitionAsync(id, 1000, 2000, vm => vm with { Power = PowerState.Running, Console = vm.Console + (hard ? "[sim] reset\n" : "[sim] rebooted\n") }, cancellationToken);
 
     public Task<VmStatus> PauseAsync(InstanceId id, CancellationToken cancellationToken) =>
-        TransitionAsync(id, 100, 100, vm => vm with { Power = PowerState.Paused }, cancellationToken);
+        TransitionAsync(id, 100, 100, vm => vm.Power is PowerState.Running or PowerState.Paused
+            ? vm with { Power = PowerState.Paused }
+            : throw new ComputeException("invalid_state", $"VM {id} is {vm.Power}; only a running VM can be paused"), cancellationToken);
 
     public Task<VmStatus> ResumeAsync(InstanceId id, CancellationToken cancellationToken) =>
-        TransitionAsync(id, 100, 100, vm => vm with { Power = PowerState.Running }, cancellationToken);
+        TransitionAsync(id, 100, 100, vm => vm.Power is PowerState.Running or PowerState.Paused
+            ? vm with { Power = PowerState.Running }
+            : throw new ComputeException("invalid_state", $"VM {id} is {vm.Power}; only a paused VM can be resumed"), cancellationToken);
 
     public async Task DestroyAsync(InstanceId id, CancellationToken cancellationToken)
     {
