@@ -647,12 +647,10 @@ public sealed class DatacenterSimulation
                 sla++;
             }
         }
+        // The analytic bound is the workload's: every VM's trace demand, retired or not.
         for (var v = 0; v < _requested.Length; v++)
         {
-            if (!_removed[v])
-            {
-                demand += _requested[v];
-            }
+            demand += PlanetLabTrace.UtilizationAt(_samples[v], t, _interval) * _vmSpec[v].Mips;
         }
         _floorJ += demand * _bestWattsPerMips * _interval;
         _series.Add(new SeriesPoint(t, active, (int)Math.Ceiling(demand / _maxHostMips), power, active == 0 ? 0 : 100.0 * sla / active, migrations));
