@@ -43,7 +43,8 @@ public static class SimulationRunner
         var reservations = scenario.Mode == SimulationMode.CloudSim ? ReservationMode.CloudSimCompatible : ReservationMode.Reserved;
         var planner = PolicyFactory.Create(scenario.Policy, reservations);
         var sim = new DatacenterSimulation(hosts, vms, scenario.Mode, scenario.IntervalSeconds, scenario.DurationSeconds, planner,
-            PolicyFactory.InitialDetector(scenario.Policy), scenario.Realistic);
+            PolicyFactory.InitialDetector(scenario.Policy), scenario.Realistic, scenario.RetireIdleVms ?? scenario.Mode == SimulationMode.CloudSim,
+            fullInitialDemand: scenario.InitialDemand == "full");
         var result = sim.Run(scenario.Name, scenario.Policy.Name);
         return result with { ElapsedS = sw.Elapsed.TotalSeconds };
     }
@@ -136,7 +137,7 @@ public static class SimulationRunner
         var ci = CultureInfo.InvariantCulture;
         sb.AppendLine(ci, $"scenario            {r.Scenario} ({r.Mode}, policy {r.Policy})");
         sb.AppendLine(ci, $"hosts / VMs         {r.Hosts} / {r.Vms}");
-        sb.AppendLine(ci, $"energy              {r.EnergyKwh:F2} kWh (floor {r.EnergyFloorKwh:F1} kWh)");
+        sb.AppendLine(ci, $"energy              {r.EnergyKwh:F2} kWh (floor {r.EnergyFloorKwh:F1} kWh for the workload, {r.ServedFloorKwh:F1} kWh for the demand served)");
         sb.AppendLine(ci, $"migrations          {r.Migrations} ({r.MigrationsPerVmPerDay:F2} per VM per day)");
         sb.AppendLine(ci, $"SLAV                {r.SlavPct:F5} %  (SLATAH {r.SlatahPct:F2} %, PDM {r.PdmPct:F2} %)");
         sb.AppendLine(ci, $"ESV                 {r.Esv:E3}");
@@ -153,8 +154,8 @@ public static class SimulationRunner
         }
         return g.Type switch
         {
-            "HP ProLiant ML110 G4" => new HostSpec(g.Type, 2, 1860, 4096, bw, SpecPowerModel.HpProLiantMl110G4),
-            "HP ProLiant ML110 G5" => new HostSpec(g.Type, 2, 2660, 4096, bw, SpecPowerModel.HpProLiantMl110G5),
+            "HP ProLiant ML110 G4" => new HostSpec(g.Type, 2, 1860, g.RamMb ?? 4096, bw, SpecPowerModel.HpProLiantMl110G4),
+            "HP ProLiant ML110 G5" => new HostSpec(g.Type, 2, 2660, g.RamMb ?? 4096, bw, SpecPowerModel.HpProLiantMl110G5),
             _ => throw new InvalidDataException($"unknown host type '{g.Type}' (give pes, mips_per_pe, ram_mb and power_watts)"),
         };
     }

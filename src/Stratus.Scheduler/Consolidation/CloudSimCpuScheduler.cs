@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Stratus.Scheduler.Consolidation;
 
 /// <summary>Migration role of a VM on one host, for CPU share allocation.</summary>
@@ -28,6 +30,7 @@ public static class CloudSimCpuScheduler
     /// <param name="roles">Migration role per VM.</param>
     /// <param name="allocated">Receives the MIPS allocated to each VM.</param>
     /// <returns>MIPS still available (0 when over-subscribed).</returns>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Allocate(double totalMips, double peMips, ReadOnlySpan<double> requested, ReadOnlySpan<MigrationRole> roles, Span<double> allocated)
     {
         var available = totalMips;

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Stratus.Scheduler.Consolidation;
 
 /// <summary>Decides whether a host is overloaded (CloudSim's <c>isHostOverUtilized</c>). Pure given the state.</summary>
@@ -15,6 +17,7 @@ public sealed class StaticThresholdDetector(double threshold) : IOverloadDetecto
     public double Threshold => threshold;
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool IsOverloaded(PlanningState state, int host, int extraVm)
         => state.HostRequestedMips(host, extraVm) / state.HostSpecOf(host).TotalMips > threshold;
 }
@@ -44,6 +47,7 @@ public sealed class AdaptiveThresholdDetector : IOverloadDetector
     public static AdaptiveThresholdDetector Mad(double safety, IOverloadDetector fallback) => new(false, safety, fallback);
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool IsOverloaded(PlanningState state, int host, int extraVm)
     {
         Span<double> hist = stackalloc double[PlanningState.HistoryLength];
@@ -74,6 +78,7 @@ public sealed class LocalRegressionDetector(double safety, IOverloadDetector fal
     private const int Length = 10;
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool IsOverloaded(PlanningState state, int host, int extraVm)
     {
         Span<double> hist = stackalloc double[PlanningState.HistoryLength];

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Stratus.Scheduler.Consolidation;
 
 /// <summary>
@@ -52,6 +54,7 @@ public sealed class PlanningState
     /// <summary>Copies a snapshot.</summary>
     /// <param name="snapshot">The input; never modified.</param>
     /// <param name="instantiating">VMs being created (not yet running): they ask for their full MIPS, memory and bandwidth, as CloudSim's initial placement does.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public PlanningState(ConsolidationSnapshot snapshot, IReadOnlyCollection<int>? instantiating = null)
     {
         Time = snapshot.Time;
@@ -195,6 +198,7 @@ public sealed class PlanningState
     public double RequestedMips(int vm) => _instantiating[vm] ? _vmSpec[vm].Mips : _requested[vm];
 
     /// <summary>Sum of the current demand of the VMs on a host, plus an optional extra VM.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public double HostRequestedMips(int host, int extraVm = -1)
     {
         double total = 0;
@@ -223,6 +227,7 @@ public sealed class PlanningState
     public double SnapshotPower(int host) => _hostSpec[host].Power.PowerAt(SnapshotUtilization(host));
 
     /// <summary>CPU in MIPS allocated on a host by the current planned VM list (migrating-in VMs counted at their full potential).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public double AllocatedMips(int host)
     {
         double total = 0;
@@ -248,6 +253,7 @@ public sealed class PlanningState
     /// <c>Host.isSuitableForVm</c>, including its side effect in compatible mode: asking drops the
     /// VM's memory and bandwidth reservation.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool IsSuitable(int host, int vm)
     {
         var spec = _hostSpec[host];
@@ -334,6 +340,7 @@ public sealed class PlanningState
     /// more VM appended, trailing zeros trimmed.
     /// </summary>
     /// <returns>The history length.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int HostHistory(int host, int extraVm, Span<double> destination)
     {
         var agg = _aggHistory.AsSpan(host * HistoryLength, HistoryLength);
@@ -375,6 +382,7 @@ public sealed class PlanningState
         return maxRam / ((double)_hostSpec[host].BandwidthMbps / (2 * 8000));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Accumulate(Span<double> dest, int vm, double hostMips)
     {
         var hist = _history[vm].Span;
@@ -419,6 +427,7 @@ public sealed class PlanningState
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Reallocate(int host)
     {
         var list = _hostVms[host];

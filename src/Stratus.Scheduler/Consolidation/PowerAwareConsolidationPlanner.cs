@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Stratus.Scheduler.Consolidation;
 
 /// <summary>
@@ -9,9 +11,10 @@ namespace Stratus.Scheduler.Consolidation;
 /// </summary>
 /// <param name="detector">Overload detection (THR, IQR, MAD, LR, LRR).</param>
 /// <param name="selector">VM selection (MMT, MC, MU, RS).</param>
-public sealed class PowerAwareConsolidationPlanner(IOverloadDetector detector, IVmSelector selector) : IConsolidationPlanner
+public sealed class PowerAwareConsolidationPlanner(IOverloadDetector detector, IVmSelector selector) : IConsolidationPlanner, IInitialPlacementPolicy
 {
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public MigrationPlan Plan(ConsolidationSnapshot snapshot)
     {
         var s = new PlanningState(snapshot);
@@ -129,20 +132,24 @@ public sealed class PowerAwareConsolidationPlanner(IOverloadDetector detector, I
     /// asks for its full MIPS, memory and bandwidth, as CloudSim's first allocation does).
     /// </summary>
     /// <returns>The chosen host per VM index (−1 where none fits).</returns>
-    public int[] PlaceInitial(ConsolidationSnapshot snapshot, IReadOnlyList<int> vmsInOrder)
-        => PlaceInitial(snapshot, vmsInOrder, detector);
+    public int[] PlaceInitial(ConsolidationSnapshot snapshot, IReadOnlyList<int> vmsInOrder, bool fullDemand)
+        => PlaceInitial(snapshot, vmsInOrder, detector, fullDemand);
 
     /// <summary>Initial power-aware best-fit placement with a given overload check.</summary>
-    public static int[] PlaceInitial(ConsolidationSnapshot snapshot, IReadOnlyList<int> vmsInOrder, IOverloadDetector detector)
+    /// <param name="snapshot">The cluster before placement.</param>
+    /// <param name="vmsInOrder">VMs to place, in order.</param>
+    /// <param name="detector">Overload check applied to non-empty hosts.</param>
+    /// <param name="fullDemand">True: VMs ask for their whole MIPS (CloudSim); false: for their snapshot demand.</param>
+    public static int[] PlaceInitial(ConsolidationSnapshot snapshot, IReadOnlyList<int> vmsInOrder, IOverloadDetector detector, bool fullDemand = true)
     {
-        var s = new PlanningState(snapshot, vmsInOrder.ToHashSet());
+        var s = new PlanningState(snapshot, fullDemand ? vmsInOrder.ToHashSet() : null);
         var result = new int[snapshot.Vms.Count];
         Array.Fill(result, -1);
         var excluded = new bool[s.HostCount];
         foreach (var vm in vmsInOrder)
         {
             var h = FindHost(s, detector, vm, excluded);
-            if (h >= 0 && s.CreateInstantiated(h, vm))
+            if (h >= 0 && (fullDemand ? s.CreateInstantiated(h, vm) : s.Create(h, vm)))
             {
                 result[vm] = h;
             }
@@ -155,6 +162,7 @@ public sealed class PowerAwareConsolidationPlanner(IOverloadDetector detector, I
     /// fits and which the VM would not overload, the one whose power grows least; ties go to the
     /// lowest index. Identical idle hosts are evaluated once per spec (same answer, much faster).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int FindHost(PlanningState s, IOverloadDetector detector, int vm, bool[] excluded)
     {
         var minPower = double.MaxValue;
@@ -232,6 +240,7 @@ public sealed class PowerAwareConsolidationPlanner(IOverloadDetector detector, I
         return new MigrationPlan(moves, off, on, s.DroppedReservations.ToArray());
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int FindUnderUtilized(PlanningState s, bool[] excluded)
     {
         double min = 1;

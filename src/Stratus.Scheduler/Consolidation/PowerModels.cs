@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Stratus.Scheduler.Consolidation;
 
 /// <summary>
@@ -40,6 +42,7 @@ public sealed class SpecPowerModel : PowerModel
     public IReadOnlyList<double> Watts => _watts;
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override double PowerAt(double utilization)
     {
         if (utilization <= 0)
@@ -73,6 +76,7 @@ public sealed class SpecPowerModel : PowerModel
 public sealed class LinearPowerModel(double idleWatts, double peakWatts) : PowerModel
 {
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override double PowerAt(double utilization)
     {
         var u = Math.Clamp(utilization, 0, 1);
@@ -84,6 +88,7 @@ public sealed class LinearPowerModel(double idleWatts, double peakWatts) : Power
 public sealed class CubicPowerModel(double idleWatts, double peakWatts) : PowerModel
 {
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override double PowerAt(double utilization)
     {
         var u = Math.Clamp(utilization, 0, 1);

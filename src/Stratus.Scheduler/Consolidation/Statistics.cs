@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Stratus.Scheduler.Consolidation;
 
 /// <summary>
@@ -48,6 +50,7 @@ public static class Statistics
     /// Ordinary least squares of y against x = 1..n with Apache Commons Math's <c>SimpleRegression</c>
     /// update formulas. Returns (intercept, slope); NaN slope when x has no spread.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (double Intercept, double Slope) LinearFit(ReadOnlySpan<double> y)
     {
         double sumX = 0, sumY = 0, sumXx = 0, sumXy = 0, xbar = 0, ybar = 0;

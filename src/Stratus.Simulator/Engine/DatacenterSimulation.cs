@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Stratus.Scheduler.Consolidation;
 using Stratus.Simulator.Scenarios;
 using Stratus.Simulator.Traces;
+using System.Runtime.CompilerServices;
 
 namespace Stratus.Simulator.Engine;
 
@@ -34,6 +35,8 @@ public sealed class DatacenterSimulation
     private readonly record struct Event(int Vm, int Target);
 
     private readonly bool _cloudSim;
+    private readonly bool _retireIdle;
+    private readonly bool _fullInitialDemand;
     private readonly double _interval;
     private readonly double _duration;
     private readonly RealisticSpec _realistic;
@@ -83,6 +86,7 @@ public sealed class DatacenterSimulation
     private double _lastProcess;
     private double _energyJ;
     private double _floorJ;
+    private double _servedFloorJ;
     private int _migrations;
     private readonly double _bestWattsPerMips;
     private readonly double _maxHostMips;
@@ -100,9 +104,13 @@ public sealed class DatacenterSimulation
     /// <param name="planner">Consolidation planner (null: no migrations).</param>
     /// <param name="initialDetector">Overload check used by the initial power-aware placement.</param>
     /// <param name="realistic">Realistic-mode parameters.</param>
+    /// <param name="retireIdleVms">Retire VMs whose demand reaches 0 (CloudSim's behaviour).</param>
+    /// <param name="fullInitialDemand">Initial placement asks for each VM's full MIPS (CloudSim) rather than its first sample.</param>
     public DatacenterSimulation(IReadOnlyList<HostSpec> hosts, IReadOnlyList<SimulatedVm> vms, SimulationMode mode, double interval, double duration,
-        IConsolidationPlanner? planner, IOverloadDetector initialDetector, RealisticSpec? realistic = null)
+        IConsolidationPlanner? planner, IOverloadDetector initialDetector, RealisticSpec? realistic = null, bool? retireIdleVms = null, bool fullInitialDemand = true)
     {
+        _fullInitialDemand = fullInitialDemand;
+        _retireIdle = retireIdleVms ?? mode == SimulationMode.CloudSim;
         _cloudSim = mode == SimulationMode.CloudSim;
         _interval = interval;
         _duration = duration;
@@ -164,6 +172,7 @@ public sealed class DatacenterSimulation
     private ReservationMode Reservations => _cloudSim ? ReservationMode.CloudSimCompatible : ReservationMode.Reserved;
 
     /// <summary>Runs the whole scenario and returns the measurements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public SimulationResult Run(string scenarioName, string policyName)
     {
         var sw = Stopwatch.StartNew();
@@ -201,6 +210,7 @@ public sealed class DatacenterSimulation
             SlavPct = slatah * pdm * 100,
             Esv = energyKwh * slatah * pdm,
             EnergyFloorKwh = _floorJ / (3600 * 1000),
+            ServedFloorKwh = _servedFloorJ / (3600 * 1000),
             MeanActiveHosts = _series.Count == 0 ? 0 : _series.Average(p => p.ActiveHosts),
             MeanLowerBoundHosts = _series.Count == 0 ? 0 : _series.Average(p => p.LowerBoundHosts),
             SimulatedS = _duration,
@@ -212,8 +222,17 @@ public sealed class DatacenterSimulation
     private void PlaceInitial()
     {
         var order = Enumerable.Range(0, _vmSpec.Length).ToArray();
+        if (!_fullInitialDemand)
+        {
+            for (var v = 0; v < order.Length; v++)
+            {
+                _requested[v] = _samples[v][0] * _vmSpec[v].Mips;
+            }
+        }
         var snapshot = BuildSnapshot(0);
-        var hosts = PowerAwareConsolidationPlanner.PlaceInitial(snapshot, order, _initialDetector);
+        var hosts = _planner is IInitialPlacementPolicy policy
+            ? policy.PlaceInitial(snapshot, order, _fullInitialDemand)
+            : PowerAwareConsolidationPlanner.PlaceInitial(snapshot, order, _initialDetector, _fullInitialDemand);
         for (var v = 0; v < hosts.Length; v++)
         {
             var h = hosts[v];
@@ -224,7 +243,7 @@ public sealed class DatacenterSimulation
             }
             var ram = _vmSpec[v].RamMb;
             var bw = _vmSpec[v].Bandwidth;
-            _hostVms[h].Add(new Entry { Vm = v, Allocated = _vmSpec[v].Mips, Ram = ram, Bw = bw });
+            _hostVms[h].Add(new Entry { Vm = v, Allocated = _fullInitialDemand ? _vmSpec[v].Mips : _requested[v], Ram = ram, Bw = bw });
             _ramFree[h] -= ram;
             _bwFree[h] -= bw;
             _curRam[v] = ram;
@@ -390,7 +409,7 @@ public sealed class DatacenterSimulation
         MarkDirty(target);
         if (!(_events.PeekTime() == t))
         {
-            FlushDirty(t, removeIdle: _cloudSim);
+            FlushDirty(t, removeIdle: _retireIdle);
         }
     }
 
@@ -444,6 +463,7 @@ public sealed class DatacenterSimulation
         _dirtyList.Clear();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void UpdateAll(double t)
     {
         var dt = t - _lastProcess;
@@ -463,7 +483,7 @@ public sealed class DatacenterSimulation
             }
             _energyJ += frame;
         }
-        if (_cloudSim)
+        if (_retireIdle)
         {
             for (var h = 0; h < hosts; h++)
             {
@@ -473,6 +493,7 @@ public sealed class DatacenterSimulation
         _lastProcess = t;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private double StepEnergy(int h, double dt)
     {
         var spec = _hostSpec[h];
@@ -496,6 +517,7 @@ public sealed class DatacenterSimulation
 
     private static double Clamp(double u) => u is > 1 and < 1.01 ? 1 : Math.Min(u, 1);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RemoveIdleVms(int h)
     {
         var list = _hostVms[h];
@@ -513,6 +535,7 @@ public sealed class DatacenterSimulation
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void UpdateVm(int v, double t)
     {
         if (_reqTime[v] == t)
@@ -550,6 +573,7 @@ public sealed class DatacenterSimulation
 
     private ReadOnlyMemory<double> History(int v) => new(_histBuf, (v * HistoryBuffer) + _histPos[v], _histLen[v]);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void UpdateHost(int h, double t)
     {
         var list = _hostVms[h];
@@ -592,6 +616,7 @@ public sealed class DatacenterSimulation
         RecordHost(h, t, util, hostReq, util > 0);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RecordVm(int v, double t, double alloc, double req, bool inMigration)
     {
         var last = _vLastTime[v];
@@ -610,6 +635,7 @@ public sealed class DatacenterSimulation
         _vLastInMig[v] = inMigration;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RecordHost(int h, double t, double alloc, double req, bool active)
     {
         var last = _hLastTime[h];
@@ -628,11 +654,12 @@ public sealed class DatacenterSimulation
         _hLastActive[h] = active;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RecordSeries(double t, int migrations)
     {
         var active = 0;
         var sla = 0;
-        double power = 0, demand = 0;
+        double power = 0, demand = 0, served = 0;
         for (var h = 0; h < _hostSpec.Length; h++)
         {
             var isActive = _cloudSim ? _util[h] > 0 : _on[h];
@@ -651,11 +678,17 @@ public sealed class DatacenterSimulation
         for (var v = 0; v < _requested.Length; v++)
         {
             demand += PlanetLabTrace.UtilizationAt(_samples[v], t, _interval) * _vmSpec[v].Mips;
+            if (!_removed[v])
+            {
+                served += _requested[v];
+            }
         }
         _floorJ += demand * _bestWattsPerMips * _interval;
+        _servedFloorJ += served * _bestWattsPerMips * _interval;
         _series.Add(new SeriesPoint(t, active, (int)Math.Ceiling(demand / _maxHostMips), power, active == 0 ? 0 : 100.0 * sla / active, migrations));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ConsolidationSnapshot BuildSnapshot(double t)
     {
         var hosts = new HostLoadSnapshot[_hostSpec.Length];

@@ -56,6 +56,12 @@ public sealed record SimulationResult
     /// <summary>Analytic energy floor: all demand served at the most efficient host's peak (kWh).</summary>
     public double EnergyFloorKwh { get; init; }
 
+    /// <summary>
+    /// The same floor over the demand actually served: CloudSim mode retires VMs whose demand reaches
+    /// 0 (as CloudSim 3.0.3 does), so less than the workload is served there.
+    /// </summary>
+    public double ServedFloorKwh { get; init; }
+
     /// <summary>Mean active hosts over the rounds.</summary>
     public double MeanActiveHosts { get; init; }
 

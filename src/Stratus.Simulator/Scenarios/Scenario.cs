@@ -28,7 +28,7 @@ public sealed record HostGroupSpec
     /// <summary>MIPS per core (custom types).</summary>
     public double? MipsPerPe { get; init; }
 
-    /// <summary>Memory in MB (custom types).</summary>
+    /// <summary>Memory in MB (custom types; overrides a named type's 4,096 MB when given).</summary>
     public int? RamMb { get; init; }
 
     /// <summary>Watts at 0, 10, …, 100 % (custom types).</summary>
@@ -132,6 +132,18 @@ public sealed record Scenario
     /// <summary>Per-VM bandwidth reservation in the same units.</summary>
     public long VmBandwidth { get; init; } = 100_000;
 
+    /// <summary>
+    /// Retire a VM whose demand reaches exactly 0, as CloudSim 3.0.3 does ("completed" VMs).
+    /// Null: true in CloudSim mode, false in realistic mode.
+    /// </summary>
+    public bool? RetireIdleVms { get; init; }
+
+    /// <summary>
+    /// Demand a VM asks for at initial placement: "full" (its whole MIPS, CloudSim's behaviour) or
+    /// "first_sample" (its trace's first sample, for fleets sized to real demand).
+    /// </summary>
+    public string InitialDemand { get; init; } = "full";
+
     /// <summary>Consolidation policy.</summary>
     public PolicySpec Policy { get; init; } = new();
 
@@ -176,6 +188,10 @@ public sealed record Scenario
         if (Workload.Traces.Length == 0)
         {
             errors.Add("workload.traces: at least one trace folder");
+        }
+        if (InitialDemand is not ("full" or "first_sample"))
+        {
+            errors.Add("initial_demand must be \"full\" or \"first_sample\"");
         }
         if (IntervalSeconds <= 0)
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 
 namespace Stratus.Simulator.Traces;
 
@@ -81,6 +82,7 @@ public static class PlanetLabTrace
     /// Utilisation at virtual time <paramref name="time"/> (s), linearly interpolated between samples
     /// exactly as CloudSim's <c>UtilizationModelPlanetLabInMemory.getUtilization</c>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double UtilizationAt(double[] samples, double time, double interval)
     {
         if (time % interval == 0)
