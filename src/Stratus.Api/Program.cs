@@ -1,1 +1,148 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Stratus.Api;
+using Stratus.Controller;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Core.Lifecycle;
+using Stratus.Core.Wire;
+using Stratus.Scheduler.Framework;
+using Stratus.Storage;
+using Stratus.Storage.Sqlite;
+
+var options = StratusdArgs.Parse(args, out var argErrors);
+if (argErrors.Count > 0)
+{
+    foreach (var e in argErrors)
+    {
+        Console.Error.WriteLine($"stratusd: {e}");
+    }
+    return 2;
+}
+var app = StratusApp.Build(options, builder => { });
+await app.RunAsync();
 return 0;
+
+namespace Stratus.Api
+{
+    /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR.</summary>
+    public static class StratusdArgs
+    {
+        public static StratusdOptions Parse(string[] args, out List<string> errors)
+        {
+            errors = [];
+            var o = new StratusdOptions();
+            for (var i = 0; i < args.Length; i++)
+            {
+                string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+                try
+                {
+                    switch (args[i])
+                    {
+                        case "--data-dir": o.DataDir = Path.GetFullPath(Next()); break;
+                        case "--port": o.Port = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--listen": o.Listen = Next(); break;
+                        case "--driver": o.Driver = Next(); break;
+                        case "--hosts": o.Hosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--sim-delay-scale": o.SimDelayScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--tiny-image": o.TinyImagePath = Path.GetFullPath(Next()); break;
+                        case "--no-bootstrap": o.BootstrapDefaults = false; break;
+                        default: errors.Add($"unknown argument '{args[i]}'"); break;
+                    }
+                }
+                catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
+                {
+                    errors.Add(e is ArgumentException ? e.Message : $"{args[i - 1]}: '{args[i]}' is not a number");
+                }
+            }
+            errors.AddRange(o.Validate());
+            return o;
+        }
+    }
+
+    /// <summary>Builds the controller: store, workflows, embedded agents and the /v1 API.</summary>
+    public static class StratusApp
+    {
+        public static WebApplication Build(StratusdOptions options, Action<WebApplicationBuilder> configure)
+        {
+            Directory.CreateDirectory(options.DataDir);
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.WebHost.UseUrls($"http://{options.Listen}:{options.Port}");
+            builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Http.MaxJsonBody);
+            builder.Logging.ClearProviders();
+            builder.Logging.AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss.fff "; });
+            builder.Logging.SetMinimumLevel(LogLevel.Information);
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+            builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(25));
+            builder.Services.AddProblemDetails();
+            builder.Services.AddOpenApi("v1");
+            builder.Services.AddSingleton(options);
+            builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton(new ControllerOptions { ExpectedHosts = options.Hosts });
+            builder.Services.AddSingleton<IStateStore>(_ =>
+            {
+                var store = new SqliteStateStore(Path.Combine(options.DataDir, "stratus.db"));
+                store.MigrateAsync(CancellationToken.None).GetAwaiter().GetResult();
+                return store;
+            });
+            builder.Services.AddSingleton<ReconcileSignal>();
+            builder.Services.AddSingleton<CloudService>();
+            builder.Services.AddSingleton<AgentHub>();
+            builder.Services.AddSingleton<IPlacementEngine, SpreadPlacementEngine>();
+            builder.Services.AddSingleton<Reconciler>();
+            builder.Services.AddHostedService<PidFile>();
+            builder.Services.AddHostedService<Bootstrap>();
+            builder.Services.AddSingleton<EmbeddedAgents>();
+            // Agents stop after the reconciler (hosted services stop in reverse order).
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<EmbeddedAgents>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Reconciler>());
+            configure(builder);
+
+            var app = builder.Build();
+            app.UseExceptionHandler(e => e.Run(async ctx =>
+            {
+                var ex = ctx.Features.Get<IExceptionHandlerFeature>()?.Error;
+                var (status, code, title) = ex is BadHttpRequestException bad
+                    ? (bad.StatusCode, bad.StatusCode == 413 ? "body_too_large" : "bad_request", "Bad request")
+                    : (500, "internal_error", "Internal error");
+                ctx.Response.StatusCode = status;
+                ctx.Response.ContentType = "application/problem+json";
+                await JsonSerializer.SerializeAsync(ctx.Response.Body,
+                    new ProblemDto($"https://stratus.dev/errors/{code}", title, status, status == 500 ? "see the controller log" : ex?.Message, code, null, ctx.Request.Path),
+                    WireJson.Options);
+            }));
+            app.UseStatusCodePages(async sc =>
+            {
+                var ctx = sc.HttpContext;
+                if (ctx.Response.HasStarted || ctx.Response.ContentLength > 0)
+                {
+                    return;
+                }
+                var status = ctx.Response.StatusCode;
+                var code = status switch { 404 => "not_found", 405 => "method_not_allowed", 415 => "unsupported_media_type", _ => "http_" + status };
+                ctx.Response.ContentType = "application/problem+json";
+                await JsonSerializer.SerializeAsync(ctx.Response.Body,
+                    new ProblemDto($"https://stratus.dev/errors/{code}", code.Replace('_', ' '), status, $"{ctx.Request.Method} {ctx.Request.Path}", code, null, ctx.Request.Path),
+                    WireJson.Options);
+            });
+            app.MapOpenApi("/v1/openapi.json");
+            Endpoints.Map(app);
+            return app;
+        }
+    }
+
+    /// <summary>Writes DATA_DIR/stratusd.pid while the controller runs, so `stratus down` finds it.</summary>
+    public sealed class PidFile(StratusdOptions options) : IHostedService
+    {
+        private string PathName => System.IO.Path.Combine(options.DataDir, "stratusd.pid");
+
+        public Task StartAsync(CancellationToken cancellationToken) =>
+            File.WriteAllTextAsync(PathName, $"{Environment.ProcessId}\n", cancellationToken);
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            File.Delete(PathName);
+            return Task.CompletedTask;
+        }
+    }
+}

@@ -1,1 +1,4 @@
-return 0;
+using System.CommandLine;
+using Stratus.Cli;
+
+return await Commands.Build().Parse(args).InvokeAsync();

@@ -17,8 +17,7 @@ public enum DesiredPower { Running, Stopped, Paused, Absent }
 public sealed record ForwardSpec(int HostPort, int GuestPort);
 
 /// <summary>The controller's desired state for one VM on a host.</summary>
-/// <param name="RebootSeq">Bumped for each soft reboot request; the agent reboots once per new value.</param>
-/// <param name="HardRebootSeq">Bumped for each hard reboot request.</param>
+/// <param name="RebootSeq">Bumped for each reboot request; the agent reboots once per new value (hard when <paramref name="RebootHard"/>).</param>
 public sealed record DesiredVm(
     InstanceId Id,
     string Name,
@@ -32,13 +31,13 @@ public sealed record DesiredVm(
     IReadOnlyList<ForwardSpec> Forwards,
     DesiredPower Power,
     long RebootSeq,
-    long HardRebootSeq);
+    bool RebootHard);
 
 /// <summary>The full desired state of one host: level-triggered, the agent converges to it.</summary>
 public sealed record DesiredHostState(HostId HostId, long Epoch, IReadOnlyList<DesiredVm> Vms);
 
 /// <summary>What an agent reports of one VM.</summary>
-/// <param name="RebootSeq">The latest soft-reboot sequence the agent has carried out.</param>
+/// <param name="RebootSeq">The latest reboot sequence the agent has carried out.</param>
 /// <param name="Error">Set when the agent could not reach the desired state.</param>
 public sealed record ActualVm(
     InstanceId Id,
@@ -46,7 +45,6 @@ public sealed record ActualVm(
     int? Pid,
     IReadOnlyList<ForwardSpec> Forwards,
     long RebootSeq,
-    long HardRebootSeq,
     string? Error,
     bool Exists);
 

@@ -30,7 +30,8 @@ public enum PowerState { NoState, Running, Paused, Shutdown, Crashed }
 /// <param name="Version">Row version: every update compare-and-swaps on it.</param>
 /// <param name="Fault">Why the server is in error, when it is.</param>
 /// <param name="TaskRequestedAt">When the current task was requested (for timeouts).</param>
-/// <param name="ActionSeq">Bumped for every requested action, so agents tell a new reboot from an old one.</param>
+/// <param name="RebootSeq">Bumped for every reboot request, so an agent tells a new reboot from one it already did.</param>
+/// <param name="Forwards">Port forwards; a host port of 0 means "not chosen yet".</param>
 public sealed record Instance(
     InstanceId Id,
     string Name,
@@ -43,11 +44,22 @@ public sealed record Instance(
     ResourceVector Resources,
     string? Fault,
     string? IdempotencyKey,
-    long ActionSeq,
+    long RebootSeq,
     long Version,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    DateTimeOffset? TaskRequestedAt);
+    DateTimeOffset? TaskRequestedAt,
+    string? UserData = null,
+    string? KeyName = null,
+    string? Zone = null,
+    IReadOnlyList<Forward>? Forwards = null)
+{
+    /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
+    public bool IsLive => VmState != VmState.Deleted;
+}
+
+/// <summary>A port forward from host port to guest port (host port 0 until chosen).</summary>
+public readonly record struct Forward(int HostPort, int GuestPort);
 
 /// <summary>One entry in a server's action log (who, what, when, result).</summary>
 public sealed record InstanceAction(

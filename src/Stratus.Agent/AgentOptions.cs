@@ -1,0 +1,32 @@
+namespace Stratus.Agent;
+
+/// <summary>Options of one agent (one host).</summary>
+public sealed class AgentOptions
+{
+    /// <summary>The host's name, unique in the cloud; the agent registers under it.</summary>
+    public required string HostName { get; init; }
+
+    /// <summary>Directory for the agent's own state (applied reboot sequences, driver state).</summary>
+    public required string StateDirectory { get; init; }
+
+    /// <summary>How often the agent reports actual state (heartbeat). Default 1 s; range 0.05–60 s.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a graceful stop waits for the guest before forcing it off. Default 10 s.</summary>
+    public TimeSpan GracefulStopTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Availability zone the host belongs to. Default "default".</summary>
+    public string Zone { get; init; } = "default";
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(HostName))
+        {
+            throw new ArgumentException("HostName must be set", nameof(HostName));
+        }
+        if (HeartbeatInterval < TimeSpan.FromMilliseconds(50) || HeartbeatInterval > TimeSpan.FromSeconds(60))
+        {
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), "must be between 50 ms and 60 s");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+using System.Reflection;
+using Stratus.Controller;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Core.Lifecycle;
+using Stratus.Core.Wire;
+using Stratus.Storage;
+
+namespace Stratus.Api;
+
+/// <summary>The native /v1 REST API. Handlers are thin: parse, call the controller, map.</summary>
+public static class Endpoints
+{
+    private static readonly string Version = typeof(Endpoints).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
+
+    private const string RequestedBy = "api";
+
+    public static void Map(WebApplication app)
+    {
+        var v1 = app.MapGroup("/v1");
+
+        v1.MapGet("/health", async (IStateStore store, AgentHub hub, Reconciler rec, ControllerOptions co, StratusdOptions so, CancellationToken ct) =>
+        {
+            var hosts = await store.ListHostsAsync(ct);
+            var up = hosts.Count(h => h.State == HostState.Up);
+            var ready = hub.ConnectedHosts.Count >= co.ExpectedHosts && hub.CompleteHosts >= co.ExpectedHosts && rec.Passes > 0;
+            return Http.Json(new HealthDto("ok", Version, hosts.Count, up, co.ExpectedHosts, ready, so.Driver));
+        });
+
+        // ---- flavors
+        v1.MapGet("/flavors", async (IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<FlavorDto>((await store.ListFlavorsAsync(ct)).Select(f => f.ToDto()).ToList(), null)));
+        v1.MapPost("/flavors", async (HttpContext ctx, CloudService cloud) =>
+        {
+            var (req, err) = await Http.ReadAsync<CreateFlavorRequest>(ctx);
+            return err ?? Http.From(ctx, await cloud.CreateFlavorAsync(req!, ctx.RequestAborted), f => f.ToDto(), 201);
+        });
+        v1.MapGet("/flavors/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+            Http.From(ctx, await cloud.GetFlavorAsync(reference, ctx.RequestAborted), f => f.ToDto()));
+        v1.MapDelete("/flavors/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+        {
+            var o = await cloud.DeleteFlavorAsync(reference, ctx.RequestAborted);
+            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+        });
+
+        // ---- images
+        v1.MapGet("/images", async (IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<ImageDto>((await store.ListImagesAsync(ct)).Select(i => i.ToDto()).ToList(), null)));
+        v1.MapPost("/images", async (HttpContext ctx, CloudService cloud) =>
+        {
+            var (req, err) = await Http.ReadAsync<CreateImageRequest>(ctx);
+            return err ?? Http.From(ctx, await cloud.RegisterImageAsync(req!, ctx.RequestAborted), i => i.ToDto(), 201);
+        });
+        v1.MapGet("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+            Http.From(ctx, await cloud.GetImageAsync(reference, ctx.RequestAborted), i => i.ToDto()));
+        v1.MapDelete("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+        {
+            var o = await cloud.DeleteImageAsync(reference, ctx.RequestAborted);
+            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+        });
+
+        // ---- servers
+        v1.MapGet("/servers", async (HttpContext ctx, IStateStore store) =>
+        {
+            var q = ctx.Request.Query;
+            var errors = new List<FieldError>();
+            var limit = 100;
+            if (q.TryGetValue("limit", out var l) && (!int.TryParse(l, out limit) || limit is < 1 or > 1000))
+            {
+                errors.Add(new("limit", "out_of_range", "must be an integer between 1 and 1000"));
+            }
+            string? marker = q["marker"];
+            if (marker is not null && !Guid.TryParse(marker, out _))
+            {
+                errors.Add(new("marker", "invalid", "must be a server id"));
+            }
+            VmState? state = null;
+            if (q["state"] is { Count: > 0 } s && (state = Names.ParseVmState(s)) is null)
+            {
+                errors.Add(new("state", "invalid", "must be one of building, active, stopped, paused, error, deleted"));
+            }
+            HostId? host = null;
+            if (q["host"] is { Count: > 0 } hs)
+            {
+                if (HostId.TryParse(hs, out var hid))
+                {
+                    host = hid;
+                }
+                else if (await store.FindHostAsync(hs!, ctx.RequestAborted) is { } found)
+                {
+                    host = found.Id;
+                }
+                else
+                {
+                    errors.Add(new("host", "not_found", $"no host named or with id '{hs}'"));
+                }
+            }
+            var unknown = q.Keys.Except(["limit", "marker", "name", "state", "host"]).ToList();
+            errors.AddRange(unknown.Select(k => new FieldError(k, "unknown", "is not a known filter")));
+            if (errors.Count > 0)
+            {
+                return Http.Problem(ctx, Problem.Validation(errors));
+            }
+            var page = await store.ListInstancesAsync(new InstanceQuery(limit, marker, q["name"], state, host), ctx.RequestAborted);
+            var names = await HostNamesAsync(store, ctx.RequestAborted);
+            return Http.Json(new ListDto<ServerDto>(page.Items.Select(i => i.ToDto(Name(names, i))).ToList(), page.NextMarker));
+        });
+        v1.MapPost("/servers", async (HttpContext ctx, CloudService cloud, IStateStore store) =>
+        {
+            var (req, err) = await Http.ReadAsync<CreateServerRequest>(ctx);
+            if (err is not null)
+            {
+                return err;
+            }
+            string? key = ctx.Request.Headers["Idempotency-Key"];
+            var o = await cloud.CreateServerAsync(req!, key, RequestedBy, ctx.RequestAborted);
+            if (!o.Ok)
+            {
+                return Http.Problem(ctx, o.Problem!);
+            }
+            ctx.Response.Headers.Location = $"/v1/servers/{o.Value.Server.Id}";
+            return Http.Json(o.Value.Server.ToDto(null), 202);
+        });
+        v1.MapGet("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud, IStateStore store) =>
+        {
+            var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);
+            if (!o.Ok)
+            {
+                return Http.Problem(ctx, o.Problem!);
+            }
+            var host = o.Value!.HostId is { } h ? await store.GetHostAsync(h, ctx.RequestAborted) : null;
+            return Http.Json(o.Value.ToDto(host?.Name));
+        });
+        v1.MapDelete("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+            Http.From(ctx, await cloud.DeleteServerAsync(reference, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202));
+        v1.MapPost("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
+        {
+            var (req, err) = await Http.ReadAsync<ServerActionRequest>(ctx);
+            return err ?? Http.From(ctx, await cloud.ActAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202);
+        });
+        v1.MapGet("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
+            Http.From(ctx, await cloud.ListActionsAsync(reference, ctx.RequestAborted), list => new ListDto<ActionDto>(list.Select(a => a.ToDto()).ToList(), null)));
+        v1.MapGet("/servers/{reference}/console", async (HttpContext ctx, string reference, CloudService cloud, AgentHub hub) =>
+        {
+            var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);
+            if (!o.Ok)
+            {
+                return Http.Problem(ctx, o.Problem!);
+            }
+            var s = o.Value!;
+            var lines = 64 * 1024;
+            if (s.HostId is not { } h || hub.Session(h) is not { } session)
+            {
+                return Http.Problem(ctx, Problem.Conflict("console_unavailable", $"server '{s.Name}' is not running on a connected host"));
+            }
+            try
+            {
+                return Http.Json(new ConsoleDto(s.Id.ToString(), await session.ReadConsoleAsync(s.Id, lines, ctx.RequestAborted)));
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return Http.Problem(ctx, Problem.Conflict("console_unavailable", $"the console of '{s.Name}' cannot be read now: {e.Message}"));
+            }
+        });
+
+        // ---- keypairs
+        v1.MapGet("/keypairs", async (IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<KeypairDto>((await store.ListKeypairsAsync(ct)).Select(k => k.ToDto()).ToList(), null)));
+        v1.MapPost("/keypairs", async (HttpContext ctx, CloudService cloud) =>
+        {
+            var (req, err) = await Http.ReadAsync<ImportKeypairRequest>(ctx);
+            return err ?? Http.From(ctx, await cloud.ImportKeypairAsync(req!, ctx.RequestAborted), k => k.ToDto(), 201);
+        });
+        v1.MapGet("/keypairs/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+            Http.From(ctx, await cloud.GetKeypairAsync(reference, ctx.RequestAborted), k => k.ToDto()));
+        v1.MapDelete("/keypairs/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+        {
+            var o = await cloud.DeleteKeypairAsync(reference, ctx.RequestAborted);
+            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+        });
+
+        // ---- hosts
+        v1.MapGet("/hosts", async (IStateStore store, CancellationToken ct) =>
+        {
+            var hosts = await store.ListHostsAsync(ct);
+            var counts = (await store.ListAllocationsAsync(ct)).GroupBy(a => a.HostId).ToDictionary(g => g.Key, g => g.Count());
+            return Http.Json(new ListDto<HostDto>(hosts.Select(h => h.ToDto(counts.GetValueOrDefault(h.Id))).ToList(), null));
+        });
+        v1.MapGet("/hosts/{reference}", async (HttpContext ctx, string reference, IStateStore store) =>
+        {
+            var h = HostId.TryParse(reference, out var id) ? await store.GetHostAsync(id, ctx.RequestAborted) : await store.FindHostAsync(reference, ctx.RequestAborted);
+            if (h is null)
+            {
+                return Http.Problem(ctx, Problem.NotFound("host", reference));
+            }
+            var servers = (await store.ListInstancesOnHostAsync(h.Id, ctx.RequestAborted)).Count;
+            return Http.Json(h.ToDto(servers));
+        });
+    }
+
+    private static async Task<Dictionary<HostId, string>> HostNamesAsync(IStateStore store, CancellationToken ct) =>
+        (await store.ListHostsAsync(ct)).ToDictionary(h => h.Id, h => h.Name);
+
+    private static string? Name(Dictionary<HostId, string> names, Instance i) =>
+        i.HostId is { } h && names.TryGetValue(h, out var n) ? n : null;
+}

@@ -1,0 +1,51 @@
+namespace Stratus.Api;
+
+/// <summary>Start-up options of `stratusd`, from the command line (--data-dir, --port, ...).</summary>
+public sealed class StratusdOptions
+{
+    /// <summary>Directory holding the store, the pid file and every host's state.</summary>
+    public string DataDir { get; set; } = Path.GetFullPath(".data");
+
+    /// <summary>Listen address; loopback by default.</summary>
+    public string Listen { get; set; } = "127.0.0.1";
+
+    /// <summary>REST API port. Default 7300.</summary>
+    public int Port { get; set; } = 7300;
+
+    /// <summary>Hypervisor driver of the embedded agents: simulated or qemu.</summary>
+    public string Driver { get; set; } = "simulated";
+
+    /// <summary>Number of embedded hosts (agents) to run. Default 1; range 0–64.</summary>
+    public int Hosts { get; set; } = 1;
+
+    /// <summary>Scale of the simulated driver's delays (1 = realistic, ≤ 2 s per operation).</summary>
+    public double SimDelayScale { get; set; } = 1.0;
+
+    /// <summary>Register the default image and flavors when none exist.</summary>
+    public bool BootstrapDefaults { get; set; } = true;
+
+    /// <summary>Path of the default tiny image (a directory or file) to register, if any.</summary>
+    public string? TinyImagePath { get; set; }
+
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        if (Port is < 1 or > 65535)
+        {
+            errors.Add($"--port must be between 1 and 65535 (got {Port})");
+        }
+        if (Driver is not ("simulated" or "qemu"))
+        {
+            errors.Add($"--driver must be simulated or qemu (got '{Driver}')");
+        }
+        if (Hosts is < 0 or > 1000)
+        {
+            errors.Add($"--hosts must be between 0 and 1000 (got {Hosts})");
+        }
+        if (SimDelayScale is < 0 or > 10)
+        {
+            errors.Add("--sim-delay-scale must be between 0 and 10");
+        }
+        return errors;
+    }
+}

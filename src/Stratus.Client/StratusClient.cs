@@ -1,0 +1,157 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Stratus.Core.Wire;
+
+namespace Stratus.Client;
+
+/// <summary>A refused or failed API call: the problem the API answered, or a transport failure.</summary>
+public sealed class StratusApiException(int status, string code, string message, ProblemDto? problem = null) : Exception(message)
+{
+    public int Status { get; } = status;
+    public string Code { get; } = code;
+    public ProblemDto? Problem { get; } = problem;
+}
+
+/// <summary>
+/// The typed client of the /v1 REST API. The CLI goes through it and never around the API.
+/// Every reference argument accepts a name or an id.
+/// </summary>
+public sealed class StratusClient(HttpClient http) : IDisposable
+{
+    /// <summary>The controller address: explicit, then STRATUS_URL, then http://127.0.0.1:7300.</summary>
+    public static Uri ResolveUrl(string? explicitUrl)
+    {
+        var env = Environment.GetEnvironmentVariable("STRATUS_URL");
+        var url = !string.IsNullOrEmpty(explicitUrl) ? explicitUrl : !string.IsNullOrEmpty(env) ? env : "http://127.0.0.1:7300";
+        return new Uri(url.TrimEnd('/') + "/");
+    }
+
+    public static StratusClient Create(Uri baseUrl, TimeSpan? timeout = null) =>
+        new(new HttpClient { BaseAddress = baseUrl, Timeout = timeout ?? TimeSpan.FromSeconds(30) });
+
+    public Uri? BaseAddress => http.BaseAddress;
+
+    public Task<HealthDto> HealthAsync(CancellationToken ct = default) => GetAsync<HealthDto>("v1/health", ct);
+
+    // flavors
+    public async Task<IReadOnlyList<FlavorDto>> ListFlavorsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<FlavorDto>>("v1/flavors", ct)).Items;
+    public Task<FlavorDto> GetFlavorAsync(string reference, CancellationToken ct = default) => GetAsync<FlavorDto>($"v1/flavors/{Esc(reference)}", ct);
+    public Task<FlavorDto> CreateFlavorAsync(CreateFlavorRequest r, CancellationToken ct = default) => SendAsync<FlavorDto>(HttpMethod.Post, "v1/flavors", r, null, ct);
+    public Task DeleteFlavorAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/flavors/{Esc(reference)}", null, null, ct);
+
+    // images
+    public async Task<IReadOnlyList<ImageDto>> ListImagesAsync(CancellationToken ct = default) => (await GetAsync<ListDto<ImageDto>>("v1/images", ct)).Items;
+    public Task<ImageDto> GetImageAsync(string reference, CancellationToken ct = default) => GetAsync<ImageDto>($"v1/images/{Esc(reference)}", ct);
+    public Task<ImageDto> RegisterImageAsync(CreateImageRequest r, CancellationToken ct = default) => SendAsync<ImageDto>(HttpMethod.Post, "v1/images", r, null, ct);
+    public Task DeleteImageAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/images/{Esc(reference)}", null, null, ct);
+
+    // servers
+    public Task<ListDto<ServerDto>> ListServersPageAsync(int? limit = null, string? marker = null, string? name = null, string? state = null, string? host = null, CancellationToken ct = default)
+    {
+        var q = new List<string>();
+        if (limit is { } l) { q.Add($"limit={l}"); }
+        if (marker is not null) { q.Add($"marker={Esc(marker)}"); }
+        if (name is not null) { q.Add($"name={Esc(name)}"); }
+        if (state is not null) { q.Add($"state={Esc(state)}"); }
+        if (host is not null) { q.Add($"host={Esc(host)}"); }
+        return GetAsync<ListDto<ServerDto>>("v1/servers" + (q.Count > 0 ? "?" + string.Join('&', q) : ""), ct);
+    }
+
+    /// <summary>Every server, following pages to the end.</summary>
+    public async Task<IReadOnlyList<ServerDto>> ListServersAsync(string? name = null, string? state = null, string? host = null, CancellationToken ct = default)
+    {
+        var all = new List<ServerDto>();
+        string? marker = null;
+        do
+        {
+            var page = await ListServersPageAsync(1000, marker, name, state, host, ct);
+            all.AddRange(page.Items);
+            marker = page.NextMarker;
+        }
+        while (marker is not null);
+        return all;
+    }
+
+    public Task<ServerDto> GetServerAsync(string reference, CancellationToken ct = default) => GetAsync<ServerDto>($"v1/servers/{Esc(reference)}", ct);
+
+    public Task<ServerDto> CreateServerAsync(CreateServerRequest r, string? idempotencyKey = null, CancellationToken ct = default) =>
+        SendAsync<ServerDto>(HttpMethod.Post, "v1/servers", r, idempotencyKey, ct);
+
+    public Task<ServerDto> DeleteServerAsync(string reference, CancellationToken ct = default) => SendAsync<ServerDto>(HttpMethod.Delete, $"v1/servers/{Esc(reference)}", null, null, ct);
+
+    public Task<ServerDto> ActAsync(string reference, string action, string? type = null, CancellationToken ct = default) =>
+        SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/actions", new ServerActionRequest(action, type), null, ct);
+
+    public async Task<IReadOnlyList<ActionDto>> ListActionsAsync(string reference, CancellationToken ct = default) =>
+        (await GetAsync<ListDto<ActionDto>>($"v1/servers/{Esc(reference)}/actions", ct)).Items;
+
+    public Task<ConsoleDto> ConsoleAsync(string reference, CancellationToken ct = default) => GetAsync<ConsoleDto>($"v1/servers/{Esc(reference)}/console", ct);
+
+    // keypairs
+    public async Task<IReadOnlyList<KeypairDto>> ListKeypairsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<KeypairDto>>("v1/keypairs", ct)).Items;
+    public Task<KeypairDto> GetKeypairAsync(string reference, CancellationToken ct = default) => GetAsync<KeypairDto>($"v1/keypairs/{Esc(reference)}", ct);
+    public Task<KeypairDto> ImportKeypairAsync(ImportKeypairRequest r, CancellationToken ct = default) => SendAsync<KeypairDto>(HttpMethod.Post, "v1/keypairs", r, null, ct);
+    public Task DeleteKeypairAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/keypairs/{Esc(reference)}", null, null, ct);
+
+    // hosts
+    public async Task<IReadOnlyList<HostDto>> ListHostsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<HostDto>>("v1/hosts", ct)).Items;
+    public Task<HostDto> GetHostAsync(string reference, CancellationToken ct = default) => GetAsync<HostDto>($"v1/hosts/{Esc(reference)}", ct);
+
+    // plumbing
+    private Task<T> GetAsync<T>(string path, CancellationToken ct) => SendAsync<T>(HttpMethod.Get, path, null, null, ct);
+
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, string? idempotencyKey, CancellationToken ct)
+    {
+        using var req = new HttpRequestMessage(method, path);
+        if (body is not null)
+        {
+            req.Content = JsonContent.Create(body, body.GetType(), options: WireJson.Options);
+        }
+        if (idempotencyKey is not null)
+        {
+            req.Headers.Add("Idempotency-Key", idempotencyKey);
+        }
+        HttpResponseMessage resp;
+        try
+        {
+            resp = await http.SendAsync(req, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new StratusApiException(0, "unreachable", $"cannot reach the controller at {http.BaseAddress}: {e.Message}");
+        }
+        catch (TaskCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new StratusApiException(0, "timeout", $"the controller at {http.BaseAddress} did not answer in time");
+        }
+        using (resp)
+        {
+            if (!resp.IsSuccessStatusCode)
+            {
+                ProblemDto? problem = null;
+                try
+                {
+                    problem = await resp.Content.ReadFromJsonAsync<ProblemDto>(Lenient, ct);
+                }
+                catch (JsonException)
+                {
+                }
+                var message = problem?.Detail ?? problem?.Title ?? $"HTTP {(int)resp.StatusCode} {resp.ReasonPhrase}";
+                throw new StratusApiException((int)resp.StatusCode, problem?.Code ?? "http_" + (int)resp.StatusCode, message, problem);
+            }
+            if (resp.StatusCode == HttpStatusCode.NoContent || typeof(T) == typeof(object))
+            {
+                return default!;
+            }
+            return (await resp.Content.ReadFromJsonAsync<T>(Lenient, ct))!;
+        }
+    }
+
+    /// <summary>Reading answers tolerates fields newer servers add.</summary>
+    private static readonly JsonSerializerOptions Lenient = new(WireJson.Options) { UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Skip };
+
+    private static string Esc(string s) => Uri.EscapeDataString(s);
+
+    public void Dispose() => http.Dispose();
+}

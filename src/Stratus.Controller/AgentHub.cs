@@ -1,0 +1,163 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Core.Lifecycle;
+using Stratus.Core.Resources;
+using Stratus.Protocol;
+using Stratus.Storage;
+
+namespace Stratus.Controller;
+
+/// <summary>
+/// The controller's end of every agent stream: registers hosts, keeps the sessions to push
+/// desired state to, and folds agents' reports into the store (finishing tasks, syncing power
+/// state). Reports are level-triggered: a lost one is corrected by the next heartbeat.
+/// </summary>
+public sealed partial class AgentHub(IStateStore store, TimeProvider time, ReconcileSignal signal, ILogger<AgentHub> log) : IControllerEndpoint
+{
+    private readonly ConcurrentDictionary<HostId, IAgentSession> _sessions = new();
+    private readonly ConcurrentDictionary<HostId, bool> _complete = new();
+    private readonly ConcurrentDictionary<HostId, SemaphoreSlim> _reportLocks = new();
+
+    /// <summary>Default allocation ratios and reserved resources for newly registered hosts.</summary>
+    public AllocationRatios DefaultRatios { get; init; } = AllocationRatios.Default;
+
+    /// <summary>Resources held back on every host for its own OS and the agent.</summary>
+    public ResourceVector DefaultReserved { get; init; } = ResourceVector.Zero;
+
+    public async Task<(HostId HostId, long Epoch)> RegisterAsync(HostRegistration r, CancellationToken cancellationToken)
+    {
+        if (r.ProtocolMajor != ProtocolVersion.Major)
+        {
+            throw new InvalidOperationException($"agent speaks protocol {r.ProtocolMajor}, controller {ProtocolVersion.Major}");
+        }
+        var host = await store.RegisterHostAsync(new HostRegistrationRecord(
+            r.Name, ResourceVector.Of(r.Cores, r.MemoryMib, r.DiskGib), DefaultReserved, DefaultRatios, "default", r.Accelerator, r.Driver, r.AgentPid),
+            time.GetUtcNow(), cancellationToken);
+        _complete[host.Id] = false;
+        return (host.Id, host.Epoch);
+    }
+
+    /// <summary>Attaches the session of a registered agent and schedules a push of its desired state.</summary>
+    public void Attach(IAgentSession session)
+    {
+        _sessions[session.HostId] = session;
+        signal.Signal(session.HostId);
+    }
+
+    public void Detach(HostId host)
+    {
+        _sessions.TryRemove(host, out _);
+        _complete.TryRemove(host, out _);
+    }
+
+    public IAgentSession? Session(HostId host) => _sessions.GetValueOrDefault(host);
+
+    public IReadOnlyCollection<HostId> ConnectedHosts => _sessions.Keys.ToList();
+
+    /// <summary>Hosts whose agent reported a complete pass (every VM converged at least once).</summary>
+    public int CompleteHosts => _complete.Count(kv => kv.Value);
+
+    public async Task ReportAsync(HostReport report, CancellationToken cancellationToken)
+    {
+        var gate = _reportLocks.GetOrAdd(report.HostId, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(cancellationToken);
+        try
+        {
+            await store.HeartbeatAsync(report.HostId, time.GetUtcNow(), cancellationToken);
+            var actual = report.Vms.ToDictionary(v => v.Id);
+            foreach (var inst in await store.ListInstancesOnHostAsync(report.HostId, cancellationToken))
+            {
+                actual.TryGetValue(inst.Id, out var a);
+                await ApplyAsync(inst, a, report.Complete, cancellationToken);
+            }
+            if (report.Complete)
+            {
+                _complete[report.HostId] = true;
+            }
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private async Task ApplyAsync(Instance inst, ActualVm? a, bool complete, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var power = a is { Exists: true } ? a.Power : PowerState.NoState;
+        var forwards = a is { Exists: true, Forwards.Count: > 0 }
+            ? a.Forwards.Select(f => new Forward(f.HostPort, f.GuestPort)).ToList()
+            : inst.Forwards;
+        Instance? next = null;
+        string? result = null;
+        string? message = null;
+
+        if (inst.Task == InstanceTask.Deleting)
+        {
+            if (a is null || !a.Exists)
+            {
+                var deleted = inst with { VmState = VmState.Deleted, Task = null, PowerState = PowerState.NoState, UpdatedAt = now, TaskRequestedAt = null };
+                if (await store.ReleaseAsync(deleted, null, ct) == CasOutcome.Ok)
+                {
+                    await store.FinishActionAsync(inst.Id, "success", null, now, ct);
+                    LogTransition(log, inst.Id, "deleting", "deleted");
+                }
+            }
+            return;
+        }
+        if (a?.Error is { } error && inst.Task is not null)
+        {
+            next = inst with { VmState = VmState.Error, Task = null, Fault = error, PowerState = power, UpdatedAt = now, TaskRequestedAt = null };
+            result = "error";
+            message = error;
+        }
+        else if (inst.Task is { } task && a is { Exists: true })
+        {
+            var done = task switch
+            {
+                InstanceTask.Spawning or InstanceTask.Starting or InstanceTask.Resuming => power == PowerState.Running ? VmState.Active : (VmState?)null,
+                InstanceTask.Rebooting or InstanceTask.RebootingHard => power == PowerState.Running && a.RebootSeq >= inst.RebootSeq ? VmState.Active : null,
+                InstanceTask.Stopping => power is PowerState.Shutdown or PowerState.Crashed ? VmState.Stopped : null,
+                InstanceTask.Pausing => power == PowerState.Paused ? VmState.Paused : null,
+                _ => null,
+            };
+            if (done is { } state)
+            {
+                next = inst with { VmState = state, Task = null, Fault = null, PowerState = power, Forwards = forwards, UpdatedAt = now, TaskRequestedAt = null };
+                result = "success";
+            }
+        }
+        else if (inst.Task is null && a is { Exists: true, Error: null } && complete)
+        {
+            // Power-state sync: the guest shut itself down, or the hypervisor lost it.
+            if (inst.VmState is VmState.Active or VmState.Paused && power is PowerState.Shutdown or PowerState.Crashed)
+            {
+                next = inst with { VmState = VmState.Stopped, PowerState = power, UpdatedAt = now };
+                await store.UpdateInstanceAsync(next, new InstanceAction(0, inst.Id, "power-sync", "system", now, now, "success",
+                    $"the hypervisor reports the server {Names.Of(power)}"), ct);
+                return;
+            }
+        }
+        if (next is null && (power != inst.PowerState || !SameForwards(forwards, inst.Forwards)) && a is { Exists: true })
+        {
+            next = inst with { PowerState = power, Forwards = forwards, UpdatedAt = now };
+        }
+        if (next is null)
+        {
+            return;
+        }
+        if (await store.UpdateInstanceAsync(next, null, ct) == CasOutcome.Ok && result is not null)
+        {
+            await store.FinishActionAsync(inst.Id, result, message, now, ct);
+            LogTransition(log, inst.Id, inst.Task is { } t ? Names.Of(t) : "-", Names.Of(next.VmState));
+        }
+    }
+
+    private static bool SameForwards(IReadOnlyList<Forward>? a, IReadOnlyList<Forward>? b) =>
+        (a ?? []).SequenceEqual(b ?? []);
+
+    [LoggerMessage(10, LogLevel.Information, "Server {InstanceId}: {From} -> {To}")]
+    private static partial void LogTransition(ILogger log, InstanceId instanceId, string from, string to);
+}

@@ -1,0 +1,385 @@
+using System.Text;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Core.Lifecycle;
+using Stratus.Core.Validation;
+using Stratus.Core.Wire;
+using Stratus.Storage;
+
+namespace Stratus.Controller;
+
+/// <summary>
+/// The controller's request handling: validates (every error at once), resolves references (name
+/// or id), and records desired state. Nothing here talks to a hypervisor: the reconciler and the
+/// agents converge actual state toward what this writes. A refused request writes nothing.
+/// </summary>
+public sealed class CloudService(IStateStore store, ControllerOptions options, TimeProvider time, ReconcileSignal signal)
+{
+    /// <summary>Largest flavor dimensions accepted: beyond these a request is a mistake, not a server.</summary>
+    public const int MaxVcpus = 1024;
+    public const long MaxRamMib = 16L * 1024 * 1024;
+    public const long MaxDiskGib = 1024L * 1024;
+
+    public IStateStore Store => store;
+
+    // ---------------- flavors ----------------
+
+    public async Task<Outcome<Flavor>> CreateFlavorAsync(CreateFlavorRequest r, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        CheckName(r.Name, errors);
+        Range(errors, "vcpus", r.Vcpus, 1, MaxVcpus);
+        Range(errors, "ram_mib", r.RamMib, 16, MaxRamMib);
+        Range(errors, "disk_gib", r.DiskGib, 0, MaxDiskGib);
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        var f = new Flavor(FlavorId.New(), r.Name!, r.Vcpus!.Value, r.RamMib!.Value, r.DiskGib!.Value, r.IsPublic ?? true, time.GetUtcNow());
+        return await store.CreateFlavorAsync(f, ct) ? f : Problem.Conflict("name_in_use", $"a flavor named '{r.Name}' already exists");
+    }
+
+    public async Task<Outcome<Flavor>> GetFlavorAsync(string reference, CancellationToken ct) =>
+        await ResolveFlavorAsync(reference, ct) is { } f ? f : Problem.NotFound("flavor", reference);
+
+    public async Task<Outcome<bool>> DeleteFlavorAsync(string reference, CancellationToken ct)
+    {
+        if (await ResolveFlavorAsync(reference, ct) is not { } f)
+        {
+            return Problem.NotFound("flavor", reference);
+        }
+        return await store.DeleteFlavorAsync(f.Id, ct) switch
+        {
+            DeleteOutcome.Deleted => true,
+            DeleteOutcome.InUse => Problem.Conflict("flavor_in_use", $"flavor '{f.Name}' is used by servers; delete them first"),
+            _ => Problem.NotFound("flavor", reference),
+        };
+    }
+
+    private async Task<Flavor?> ResolveFlavorAsync(string reference, CancellationToken ct) =>
+        Guid.TryParse(reference, out var g) ? await store.GetFlavorAsync(new FlavorId(g), ct) : await store.FindFlavorAsync(reference, ct);
+
+    // ---------------- images ----------------
+
+    public static readonly IReadOnlySet<string> DiskFormats = new HashSet<string>(StringComparer.Ordinal) { "qcow2", "raw", "kernel" };
+
+    public async Task<Outcome<Image>> RegisterImageAsync(CreateImageRequest r, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        CheckName(r.Name, errors);
+        var format = r.DiskFormat ?? "qcow2";
+        if (!DiskFormats.Contains(format))
+        {
+            errors.Add(new("disk_format", "invalid", $"must be one of {string.Join(", ", DiskFormats.Order(StringComparer.Ordinal))}"));
+        }
+        long size = 0;
+        if (r.Path is not null)
+        {
+            if (!Path.IsPathFullyQualified(r.Path) || r.Path.Contains('\0', StringComparison.Ordinal))
+            {
+                errors.Add(new("path", "invalid", "must be an absolute path on the controller"));
+            }
+            else if (!File.Exists(r.Path) && !Directory.Exists(r.Path))
+            {
+                errors.Add(new("path", "not_found", $"'{r.Path}' does not exist on the controller"));
+            }
+            else if (File.Exists(r.Path))
+            {
+                size = new FileInfo(r.Path).Length;
+            }
+        }
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        var image = new Image(ImageId.New(), r.Name!, format, ImageStatus.Active, size, null, r.Path, r.IsPublic ?? true, time.GetUtcNow());
+        return await store.CreateImageAsync(image, ct) ? image : Problem.Conflict("name_in_use", $"an image named '{r.Name}' already exists");
+    }
+
+    public async Task<Outcome<Image>> GetImageAsync(string reference, CancellationToken ct) =>
+        await ResolveImageAsync(reference, ct) is { } i ? i : Problem.NotFound("image", reference);
+
+    public async Task<Outcome<bool>> DeleteImageAsync(string reference, CancellationToken ct)
+    {
+        if (await ResolveImageAsync(reference, ct) is not { } i)
+        {
+            return Problem.NotFound("image", reference);
+        }
+        return await store.DeleteImageAsync(i.Id, ct) switch
+        {
+            DeleteOutcome.Deleted => true,
+            DeleteOutcome.InUse => Problem.Conflict("image_in_use", $"image '{i.Name}' is used by servers; delete them first"),
+            _ => Problem.NotFound("image", reference),
+        };
+    }
+
+    private async Task<Image?> ResolveImageAsync(string reference, CancellationToken ct) =>
+        Guid.TryParse(reference, out var g) ? await store.GetImageAsync(new ImageId(g), ct) : await store.FindImageAsync(reference, ct);
+
+    // ---------------- keypairs ----------------
+
+    public async Task<Outcome<Keypair>> ImportKeypairAsync(ImportKeypairRequest r, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        CheckName(r.Name, errors);
+        var (key, fingerprint, problem) = SshPublicKey.Parse(r.PublicKey);
+        if (problem is not null)
+        {
+            errors.Add(new("public_key", r.PublicKey is null ? "required" : "invalid", problem));
+        }
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        var k = new Keypair(Guid.CreateVersion7(), r.Name!, key!, fingerprint!, time.GetUtcNow());
+        return await store.CreateKeypairAsync(k, ct) ? k : Problem.Conflict("name_in_use", $"a keypair named '{r.Name}' already exists");
+    }
+
+    public async Task<Outcome<Keypair>> GetKeypairAsync(string reference, CancellationToken ct) =>
+        await store.FindKeypairAsync(reference, ct) is { } k ? k : Problem.NotFound("keypair", reference);
+
+    public async Task<Outcome<bool>> DeleteKeypairAsync(string reference, CancellationToken ct)
+    {
+        if (await store.FindKeypairAsync(reference, ct) is not { } k)
+        {
+            return Problem.NotFound("keypair", reference);
+        }
+        return await store.DeleteKeypairAsync(k.Id, ct) ? true : Problem.NotFound("keypair", reference);
+    }
+
+    // ---------------- servers ----------------
+
+    public async Task<Outcome<(Instance Server, bool Created)>> CreateServerAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        CheckName(r.Name, errors);
+        Flavor? flavor = null;
+        Image? image = null;
+        if (string.IsNullOrEmpty(r.Flavor))
+        {
+            errors.Add(new("flavor", "required", "is required"));
+        }
+        else if ((flavor = await ResolveFlavorAsync(r.Flavor, ct)) is null)
+        {
+            errors.Add(new("flavor", "not_found", $"no flavor named or with id '{r.Flavor}'"));
+        }
+        if (string.IsNullOrEmpty(r.Image))
+        {
+            errors.Add(new("image", "required", "is required"));
+        }
+        else if ((image = await ResolveImageAsync(r.Image, ct)) is null)
+        {
+            errors.Add(new("image", "not_found", $"no image named or with id '{r.Image}'"));
+        }
+        else if (image.Status != ImageStatus.Active)
+        {
+            errors.Add(new("image", "not_active", $"image '{image.Name}' is {image.Status.ToString().ToLowerInvariant()}, not active"));
+        }
+        if (r.UserData is not null && Encoding.UTF8.GetByteCount(r.UserData) > options.MaxUserDataBytes)
+        {
+            errors.Add(new("user_data", "too_large", $"must be at most {options.MaxUserDataBytes} bytes"));
+        }
+        if (r.KeyName is not null && NameRules.Check(r.KeyName) is { } keyProblem)
+        {
+            errors.Add(new("key_name", "invalid", keyProblem));
+        }
+        else if (r.KeyName is not null && await store.FindKeypairAsync(r.KeyName, ct) is null)
+        {
+            errors.Add(new("key_name", "not_found", $"no keypair named '{r.KeyName}'"));
+        }
+        if (r.Zone is not null && NameRules.Check(r.Zone) is { } zoneProblem)
+        {
+            errors.Add(new("zone", "invalid", zoneProblem));
+        }
+        var forwards = new List<Forward>();
+        if (r.Forwards is { } fw)
+        {
+            if (fw.Count > 16)
+            {
+                errors.Add(new("forwards", "too_many", "at most 16 forwards"));
+            }
+            for (var i = 0; i < fw.Count && i < 16; i++)
+            {
+                var f = fw[i];
+                if (f is null)
+                {
+                    errors.Add(new($"forwards[{i}]", "required", "must be an object"));
+                    continue;
+                }
+                if (f.GuestPort is < 1 or > 65535)
+                {
+                    errors.Add(new($"forwards[{i}].guest_port", "out_of_range", "must be between 1 and 65535"));
+                }
+                if (f.HostPort != 0 && f.HostPort is < 1024 or > 65535)
+                {
+                    errors.Add(new($"forwards[{i}].host_port", "out_of_range", "must be 0 (chosen) or between 1024 and 65535"));
+                }
+                forwards.Add(new Forward(f.HostPort, f.GuestPort));
+            }
+            foreach (var dup in forwards.Where(f => f.HostPort != 0).GroupBy(f => f.HostPort).Where(g => g.Count() > 1))
+            {
+                errors.Add(new("forwards", "duplicate", $"host port {dup.Key} is listed more than once"));
+            }
+        }
+        if (r.KeyName is not null && forwards.All(f => f.GuestPort != 22))
+        {
+            forwards.Add(new Forward(0, 22)); // a server with a key is reachable over SSH through a forward
+        }
+        if (idempotencyKey is not null && (idempotencyKey.Length is 0 or > 128 || idempotencyKey.Any(char.IsControl)))
+        {
+            errors.Add(new("Idempotency-Key", "invalid", "must be 1–128 printable characters"));
+        }
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        var now = time.GetUtcNow();
+        var instance = new Instance(
+            InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
+            flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards);
+        var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
+        var outcome = await store.CreateInstanceAsync(instance, action, ct);
+        switch (outcome.Status)
+        {
+            case CreateStatus.NameTaken:
+                return Problem.Conflict("name_in_use", $"a server named '{r.Name}' already exists");
+            case CreateStatus.Existing:
+                return (outcome.Instance, false);
+            default:
+                signal.Signal();
+                return (outcome.Instance, true);
+        }
+    }
+
+    public async Task<Instance?> ResolveServerAsync(string reference, CancellationToken ct) =>
+        Guid.TryParse(reference, out var g) ? await store.GetInstanceAsync(new InstanceId(g), ct) : await store.FindInstanceAsync(reference, ct);
+
+    public async Task<Outcome<Instance>> GetServerAsync(string reference, CancellationToken ct) =>
+        await ResolveServerAsync(reference, ct) is { } i ? i : Problem.NotFound("server", reference);
+
+    public static readonly IReadOnlyDictionary<string, ServerAction> ActionNames = new Dictionary<string, ServerAction>(StringComparer.Ordinal)
+    {
+        ["start"] = ServerAction.Start,
+        ["stop"] = ServerAction.Stop,
+        ["reboot"] = ServerAction.Reboot,
+        ["pause"] = ServerAction.Pause,
+        ["resume"] = ServerAction.Resume,
+    };
+
+    /// <summary>Requests an action; refused with the transition table's reason when illegal now.</summary>
+    public async Task<Outcome<Instance>> ActAsync(string reference, ServerActionRequest r, string requestedBy, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        ServerAction action = default;
+        if (string.IsNullOrEmpty(r.Action))
+        {
+            errors.Add(new("action", "required", $"is required: one of {string.Join(", ", ActionNames.Keys)}"));
+        }
+        else if (!ActionNames.TryGetValue(r.Action, out action))
+        {
+            errors.Add(new("action", "invalid", $"must be one of {string.Join(", ", ActionNames.Keys)}"));
+        }
+        if (r.Type is not null && (r.Action != "reboot" || r.Type is not ("soft" or "hard")))
+        {
+            errors.Add(new("type", "invalid", r.Action == "reboot" ? "must be soft or hard" : "is only valid for reboot"));
+        }
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        if (action == ServerAction.Reboot && r.Type == "hard")
+        {
+            action = ServerAction.RebootHard;
+        }
+        return await TransitionAsync(reference, action, requestedBy, ct);
+    }
+
+    public Task<Outcome<Instance>> DeleteServerAsync(string reference, string requestedBy, CancellationToken ct) =>
+        TransitionAsync(reference, ServerAction.Delete, requestedBy, ct);
+
+    private async Task<Outcome<Instance>> TransitionAsync(string reference, ServerAction action, string requestedBy, CancellationToken ct)
+    {
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            if (await ResolveServerAsync(reference, ct) is not { } server)
+            {
+                return Problem.NotFound("server", reference);
+            }
+            var decision = ServerLifecycle.Decide(server.VmState, server.Task, action);
+            if (!decision.Allowed)
+            {
+                return Problem.Conflict(decision.ErrorCode!, decision.Reason!);
+            }
+            var t = decision.Transition!;
+            var now = time.GetUtcNow();
+            var next = server with
+            {
+                Task = t.Task,
+                TaskRequestedAt = now,
+                UpdatedAt = now,
+                RebootSeq = action is ServerAction.Reboot or ServerAction.RebootHard ? server.RebootSeq + 1 : server.RebootSeq,
+            };
+            var entry = new InstanceAction(0, server.Id, t.Name, requestedBy, now, null, "pending", null);
+            CasOutcome result;
+            if (action == ServerAction.Delete && server.HostId is null)
+            {
+                // Never placed (or placement failed): nothing runs anywhere, so it is gone at once.
+                next = next with { Task = null, VmState = VmState.Deleted, TaskRequestedAt = null };
+                entry = entry with { FinishedAt = now, Result = "success" };
+                result = await store.ReleaseAsync(next, entry, ct);
+            }
+            else
+            {
+                result = await store.UpdateInstanceAsync(next, entry, ct);
+            }
+            switch (result)
+            {
+                case CasOutcome.Ok:
+                    signal.Signal(server.HostId);
+                    return next with { Version = server.Version + 1 };
+                case CasOutcome.NotFound:
+                    return Problem.NotFound("server", reference);
+                default:
+                    continue; // changed under us: decide again on the fresh row
+            }
+        }
+        return Problem.Conflict("concurrent_update", "the server kept changing; retry");
+    }
+
+    public async Task<Outcome<IReadOnlyList<InstanceAction>>> ListActionsAsync(string reference, CancellationToken ct)
+    {
+        if (await ResolveServerAsync(reference, ct) is not { } s)
+        {
+            return Problem.NotFound("server", reference);
+        }
+        return Outcome(await store.ListActionsAsync(s.Id, ct));
+    }
+
+    private static Outcome<IReadOnlyList<InstanceAction>> Outcome(IReadOnlyList<InstanceAction> list) => new(list, null);
+
+    // ---------------- validation helpers ----------------
+
+    private static void CheckName(string? name, List<FieldError> errors)
+    {
+        if (name is null)
+        {
+            errors.Add(new("name", "required", "is required"));
+        }
+        else if (NameRules.Check(name) is { } problem)
+        {
+            errors.Add(new("name", "invalid", problem));
+        }
+    }
+
+    private static void Range(List<FieldError> errors, string field, long? value, long min, long max)
+    {
+        if (value is null)
+        {
+            errors.Add(new(field, "required", "is required"));
+        }
+        else if (value < min || value > max)
+        {
+            errors.Add(new(field, "out_of_range", $"must be between {min} and {max} (got {value})"));
+        }
+    }
+}

@@ -1,0 +1,33 @@
+using Stratus.Core.Compute;
+using Stratus.Core.Lifecycle;
+using Stratus.Core.Resources;
+using Stratus.Core.Wire;
+
+namespace Stratus.Controller;
+
+/// <summary>Domain objects to the API's JSON objects.</summary>
+public static class Mapping
+{
+    public static FlavorDto ToDto(this Flavor f) => new(f.Id.ToString(), f.Name, f.Vcpus, f.RamMib, f.DiskGib, f.IsPublic, f.CreatedAt);
+
+    public static ImageDto ToDto(this Image i) =>
+        new(i.Id.ToString(), i.Name, i.DiskFormat, i.Status.ToString().ToLowerInvariant(), i.SizeBytes, i.Checksum, i.IsPublic, i.CreatedAt);
+
+    public static ServerDto ToDto(this Instance i, string? hostName) => new(
+        i.Id.ToString(), i.Name, Names.Of(i.VmState), i.Task is { } t ? Names.Of(t) : null, Names.Of(i.PowerState),
+        i.HostId?.ToString(), hostName, i.FlavorId.ToString(), i.ImageId.ToString(),
+        (int)(i.Resources.MilliVcpus / 1000), i.Resources.MemoryMib, i.Resources.DiskGib, i.Fault, i.KeyName,
+        (i.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort)).ToList(),
+        i.CreatedAt, i.UpdatedAt, i.Version);
+
+    public static ActionDto ToDto(this InstanceAction a) => new(a.Seq, a.Action, a.RequestedBy, a.StartedAt, a.FinishedAt, a.Result, a.Message);
+
+    public static KeypairDto ToDto(this Keypair k) => new(k.Id.ToString("D"), k.Name, k.PublicKey, k.Fingerprint, k.CreatedAt);
+
+    public static ResourcesDto ToDto(this ResourceVector v) => new(v.MilliVcpus / 1000.0, v.MemoryMib, v.DiskGib);
+
+    public static HostDto ToDto(this Host h, int servers) => new(
+        h.Id.ToString(), h.Name, Names.Of(h.State), h.Zone, h.Driver, h.Accelerator, h.AgentPid,
+        h.Total.ToDto(), h.Reserved.ToDto(), new RatiosDto(h.Ratios.Cpu, h.Ratios.Ram, h.Ratios.Disk),
+        h.Capacity.ToDto(), h.Used.ToDto(), servers, h.Generation, h.Epoch, h.LastHeartbeat);
+}

@@ -1,0 +1,228 @@
+using System.Collections.Immutable;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Protocol;
+using Stratus.Scheduler.Framework;
+using Stratus.Storage;
+
+namespace Stratus.Controller;
+
+/// <summary>
+/// The controller's main loop: places servers waiting for a host (on an immutable snapshot,
+/// claims committed with compare-and-swap, a lost race re-plans), pushes each host's desired
+/// state to its agent, and times out stuck tasks. Level-triggered and restartable: everything it
+/// needs is in the store.
+/// </summary>
+public sealed partial class Reconciler(
+    IStateStore store,
+    AgentHub hub,
+    IPlacementEngine placement,
+    ControllerOptions options,
+    ReconcileSignal signal,
+    TimeProvider time,
+    ILogger<Reconciler> log) : BackgroundService
+{
+    private long _passes;
+    private DateTimeOffset _lastFullPush = DateTimeOffset.MinValue;
+
+    /// <summary>Completed reconcile passes since start.</summary>
+    public long Passes => Interlocked.Read(ref _passes);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogPassFailed(log, e);
+            }
+            try
+            {
+                await signal.WaitAsync(options.ReconcileInterval, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+    }
+
+    /// <summary>One pass: schedule, time out, push.</summary>
+    public async Task RunOnceAsync(CancellationToken ct)
+    {
+        await ScheduleAsync(ct);
+        await TimeoutTasksAsync(ct);
+        var now = time.GetUtcNow();
+        IEnumerable<HostId> toPush = signal.TakeDirty();
+        if (now - _lastFullPush >= options.FullPushInterval)
+        {
+            toPush = hub.ConnectedHosts;
+            _lastFullPush = now;
+        }
+        foreach (var host in toPush.Distinct())
+        {
+            await PushAsync(host, ct);
+        }
+        Interlocked.Increment(ref _passes);
+    }
+
+    private async Task ScheduleAsync(CancellationToken ct)
+    {
+        var waiting = await store.ListInstancesWithTaskAsync(InstanceTask.Scheduling, options.ScheduleBatch, ct);
+        if (waiting.Count == 0)
+        {
+            return;
+        }
+        var snapshot = await SnapshotAsync(ct);
+        foreach (var inst in waiting)
+        {
+            for (var attempt = 0; ; attempt++)
+            {
+                var result = placement.Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone), snapshot);
+                if (result is Placed p)
+                {
+                    var now = time.GetUtcNow();
+                    var claimed = inst with { HostId = p.Host, Task = InstanceTask.Spawning, UpdatedAt = now };
+                    var outcome = await store.ClaimAsync(claimed, p.Host, p.Generation, inst.Resources, ct);
+                    if (outcome == CasOutcome.Ok)
+                    {
+                        snapshot = Apply(snapshot, p.Host, inst.Resources);
+                        signal.Signal(p.Host);
+                        LogPlaced(log, inst.Id, p.Host);
+                        break;
+                    }
+                    if (outcome == CasOutcome.Conflict && await store.GetInstanceAsync(inst.Id, ct) is { } fresh && fresh.Version != inst.Version)
+                    {
+                        break; // the server changed (deleted, say) while we planned: the next pass sees it anew
+                    }
+                    if (attempt < 10)
+                    {
+                        snapshot = await SnapshotAsync(ct); // lost a race: re-plan on a fresh snapshot
+                        continue;
+                    }
+                    break;
+                }
+                var reasons = result switch
+                {
+                    Unschedulable u => u.Reasons,
+                    UnschedulableAndUnresolvable u => u.Reasons,
+                    _ => ImmutableArray<string>.Empty,
+                };
+                var fault = "no valid host: " + string.Join("; ", reasons);
+                var t = time.GetUtcNow();
+                var failed = inst with { VmState = VmState.Error, Task = null, Fault = fault, UpdatedAt = t, TaskRequestedAt = null };
+                if (await store.UpdateInstanceAsync(failed, null, ct) == CasOutcome.Ok)
+                {
+                    await store.FinishActionAsync(inst.Id, "error", fault, t, ct);
+                    LogUnschedulable(log, inst.Id, fault);
+                }
+                break;
+            }
+        }
+    }
+
+    private async Task<ClusterSnapshot> SnapshotAsync(CancellationToken ct) => ClusterSnapshot.Of(await store.ListHostsAsync(ct));
+
+    private static ClusterSnapshot Apply(ClusterSnapshot s, HostId host, Core.Resources.ResourceVector claim)
+    {
+        var hosts = s.Hosts.Select(h => h.Id == host ? h with { Used = h.Used + claim, Generation = h.Generation + 1 } : h).ToImmutableArray();
+        return new ClusterSnapshot(hosts);
+    }
+
+    private async Task TimeoutTasksAsync(CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        foreach (var inst in await store.ListInstancesWithTaskAsync(null, 1000, ct))
+        {
+            if (inst.Task is InstanceTask.Scheduling or InstanceTask.Deleting || inst.TaskRequestedAt is not { } at || now - at < options.TaskTimeout)
+            {
+                continue;
+            }
+            var fault = $"task {Core.Lifecycle.Names.Of(inst.Task!.Value)} did not finish within {options.TaskTimeout.TotalSeconds:0} s";
+            if (await store.UpdateInstanceAsync(inst with { VmState = VmState.Error, Task = null, Fault = fault, UpdatedAt = now, TaskRequestedAt = null }, null, ct) == CasOutcome.Ok)
+            {
+                await store.FinishActionAsync(inst.Id, "error", fault, now, ct);
+            }
+        }
+    }
+
+    /// <summary>Builds and pushes a host's full desired state.</summary>
+    public async Task PushAsync(HostId host, CancellationToken ct)
+    {
+        if (hub.Session(host) is not { } session || await store.GetHostAsync(host, ct) is not { } h)
+        {
+            return;
+        }
+        var vms = new List<DesiredVm>();
+        var images = new Dictionary<ImageId, Image?>();
+        var keys = new Dictionary<string, string?>(StringComparer.Ordinal);
+        foreach (var inst in await store.ListInstancesOnHostAsync(host, ct))
+        {
+            var power = Desired(inst);
+            if (power is null)
+            {
+                continue;
+            }
+            if (!images.TryGetValue(inst.ImageId, out var image))
+            {
+                images[inst.ImageId] = image = await store.GetImageAsync(inst.ImageId, ct);
+            }
+            string? key = null;
+            if (inst.KeyName is { } keyName && !keys.TryGetValue(keyName, out key))
+            {
+                keys[keyName] = key = (await store.FindKeypairAsync(keyName, ct))?.PublicKey;
+            }
+            vms.Add(new DesiredVm(inst.Id, inst.Name, (int)(inst.Resources.MilliVcpus / 1000), inst.Resources.MemoryMib, inst.Resources.DiskGib,
+                image?.Path, image?.DiskFormat, inst.UserData, key is null ? [] : [key], (inst.Forwards ?? []).Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
+                power.Value, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard));
+        }
+        try
+        {
+            await session.PushAsync(new DesiredHostState(host, h.Epoch, vms), ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogPushFailed(log, e, host);
+        }
+    }
+
+    /// <summary>What the hypervisor should be doing for a server, from its state and task.</summary>
+    public static DesiredPower? Desired(Instance i) => i.Task switch
+    {
+        InstanceTask.Deleting => DesiredPower.Absent,
+        InstanceTask.Stopping => DesiredPower.Stopped,
+        InstanceTask.Pausing => DesiredPower.Paused,
+        InstanceTask.Spawning or InstanceTask.Starting or InstanceTask.Resuming or InstanceTask.Rebooting or InstanceTask.RebootingHard => DesiredPower.Running,
+        InstanceTask.Scheduling => null,
+        _ => i.VmState switch
+        {
+            VmState.Active => DesiredPower.Running,
+            VmState.Paused => DesiredPower.Paused,
+            VmState.Stopped or VmState.Error => DesiredPower.Stopped,
+            VmState.Deleted => DesiredPower.Absent,
+            _ => null,
+        },
+    };
+
+    [LoggerMessage(20, LogLevel.Information, "Server {InstanceId} placed on host {HostId}")]
+    private static partial void LogPlaced(ILogger log, InstanceId instanceId, HostId hostId);
+
+    [LoggerMessage(21, LogLevel.Warning, "Server {InstanceId} cannot be placed: {Fault}")]
+    private static partial void LogUnschedulable(ILogger log, InstanceId instanceId, string fault);
+
+    [LoggerMessage(22, LogLevel.Error, "Reconcile pass failed")]
+    private static partial void LogPassFailed(ILogger log, Exception e);
+
+    [LoggerMessage(23, LogLevel.Warning, "Push to host {HostId} failed")]
+    private static partial void LogPushFailed(ILogger log, Exception e, HostId hostId);
+}

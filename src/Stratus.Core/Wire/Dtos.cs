@@ -1,0 +1,119 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Stratus.Core.Wire;
+
+// The JSON objects of the public REST API (/v1), shared by the server and the typed client so they
+// cannot drift. Property names are snake_case on the wire.
+
+/// <summary>GET /v1/health.</summary>
+public sealed record HealthDto(string Status, string Version, int Hosts, int HostsUp, int HostsExpected, bool Ready, string Driver);
+
+/// <summary>A flavor.</summary>
+public sealed record FlavorDto(string Id, string Name, int Vcpus, long RamMib, long DiskGib, bool IsPublic, DateTimeOffset CreatedAt);
+
+/// <summary>POST /v1/flavors.</summary>
+public sealed record CreateFlavorRequest(string? Name, int? Vcpus, long? RamMib, long? DiskGib, bool? IsPublic);
+
+/// <summary>An image.</summary>
+public sealed record ImageDto(string Id, string Name, string DiskFormat, string Status, long SizeBytes, string? Checksum, bool IsPublic, DateTimeOffset CreatedAt);
+
+/// <summary>POST /v1/images (registers an image record; a file path on the controller is optional).</summary>
+public sealed record CreateImageRequest(string? Name, string? DiskFormat, string? Path, bool? IsPublic);
+
+/// <summary>A port forward of a server.</summary>
+public sealed record ForwardDto(int HostPort, int GuestPort);
+
+/// <summary>A server (cloud server / instance).</summary>
+public sealed record ServerDto(
+    string Id,
+    string Name,
+    string VmState,
+    string? Task,
+    string PowerState,
+    string? HostId,
+    string? HostName,
+    string FlavorId,
+    string ImageId,
+    int Vcpus,
+    long RamMib,
+    long DiskGib,
+    string? Fault,
+    string? KeyName,
+    IReadOnlyList<ForwardDto> Forwards,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    long Version);
+
+/// <summary>POST /v1/servers.</summary>
+public sealed record CreateServerRequest(string? Name, string? Flavor, string? Image, string? UserData, string? KeyName, string? Zone, IReadOnlyList<ForwardDto>? Forwards);
+
+/// <summary>POST /v1/servers/{id}/actions.</summary>
+public sealed record ServerActionRequest(string? Action, string? Type);
+
+/// <summary>One entry of a server's action log.</summary>
+public sealed record ActionDto(long Seq, string Action, string RequestedBy, DateTimeOffset StartedAt, DateTimeOffset? FinishedAt, string Result, string? Message);
+
+/// <summary>GET /v1/servers/{id}/console.</summary>
+public sealed record ConsoleDto(string ServerId, string Output);
+
+/// <summary>A host with its capacity, allocation and state.</summary>
+public sealed record HostDto(
+    string Id,
+    string Name,
+    string State,
+    string Zone,
+    string Driver,
+    string Accelerator,
+    int? AgentPid,
+    ResourcesDto Total,
+    ResourcesDto Reserved,
+    RatiosDto AllocationRatios,
+    ResourcesDto Capacity,
+    ResourcesDto Used,
+    int Servers,
+    long Generation,
+    long Epoch,
+    DateTimeOffset? LastHeartbeat);
+
+/// <summary>An amount of resources on the wire: vCPUs may be fractional.</summary>
+public sealed record ResourcesDto(double Vcpus, long RamMib, long DiskGib);
+
+/// <summary>Allocation ratios on the wire.</summary>
+public sealed record RatiosDto(double Cpu, double Ram, double Disk);
+
+/// <summary>An SSH keypair's public half.</summary>
+public sealed record KeypairDto(string Id, string Name, string PublicKey, string Fingerprint, DateTimeOffset CreatedAt);
+
+/// <summary>POST /v1/keypairs: import a public key.</summary>
+public sealed record ImportKeypairRequest(string? Name, string? PublicKey);
+
+/// <summary>A page of a list.</summary>
+public sealed record ListDto<T>(IReadOnlyList<T> Items, string? NextMarker);
+
+/// <summary>One field's validation error inside a problem.</summary>
+public sealed record FieldError(string Field, string Code, string Message);
+
+/// <summary>RFC 7807 problem details with a stable error code and every validation error at once.</summary>
+public sealed record ProblemDto(string Type, string Title, int Status, string? Detail, string Code, IReadOnlyList<FieldError>? Errors, string? Instance);
+
+/// <summary>The serializer settings of the API: snake_case, unknown members refused, strict numbers.</summary>
+public static class WireJson
+{
+    public static readonly JsonSerializerOptions Options = Create();
+
+    private static JsonSerializerOptions Create()
+    {
+        var o = new JsonSerializerOptions(JsonSerializerDefaults.Web)
+        {
+            PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+            DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower,
+            UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+            NumberHandling = JsonNumberHandling.Strict,
+            DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+            MaxDepth = 16,
+        };
+        o.MakeReadOnly(populateMissingResolver: true);
+        return o;
+    }
+}

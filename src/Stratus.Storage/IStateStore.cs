@@ -1,0 +1,123 @@
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Core.Resources;
+
+namespace Stratus.Storage;
+
+/// <summary>A page of a list: the items and the marker to pass for the next page (null at the end).</summary>
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextMarker);
+
+/// <summary>Filters and paging for listing servers. <see cref="Marker"/> is the id of the last item seen.</summary>
+public sealed record InstanceQuery(int Limit = 100, string? Marker = null, string? Name = null, VmState? State = null, HostId? Host = null, bool IncludeDeleted = false);
+
+/// <summary>A row of the resource ledger: what one instance holds on one host.</summary>
+public sealed record Allocation(InstanceId InstanceId, HostId HostId, ResourceVector Resources);
+
+/// <summary>A host as an agent registers it.</summary>
+public sealed record HostRegistrationRecord(string Name, ResourceVector Total, ResourceVector Reserved, AllocationRatios Ratios, string Zone, string Accelerator, string Driver, int? AgentPid);
+
+/// <summary>How a compare-and-swap write ended.</summary>
+public enum CasOutcome
+{
+    /// <summary>Written.</summary>
+    Ok,
+    /// <summary>The row changed since it was read (version or generation differs); re-read and retry.</summary>
+    Conflict,
+    /// <summary>The row does not exist.</summary>
+    NotFound,
+    /// <summary>The host has no room left for the claim under its ratios.</summary>
+    NoCapacity,
+}
+
+/// <summary>How creating a server ended.</summary>
+public enum CreateStatus
+{
+    /// <summary>A new row was written.</summary>
+    Created,
+    /// <summary>An earlier request with the same idempotency key created it; that server is returned.</summary>
+    Existing,
+    /// <summary>A live server already has this name; nothing was written.</summary>
+    NameTaken,
+}
+
+/// <summary>Outcome of creating a server.</summary>
+public sealed record CreateInstanceOutcome(Instance Instance, CreateStatus Status);
+
+/// <summary>Outcome of a delete that may be refused because something still uses the object.</summary>
+public enum DeleteOutcome { Deleted, NotFound, InUse }
+
+/// <summary>
+/// The state store: desired state of the whole cloud. Every mutable row has a version; writes
+/// compare-and-swap on it. Implementations: SQLite (embedded) and later PostgreSQL; both pass
+/// the conformance suite in Stratus.TestKit.
+/// </summary>
+public interface IStateStore : IAsyncDisposable
+{
+    /// <summary>Applies pending schema migrations. Idempotent.</summary>
+    Task MigrateAsync(CancellationToken cancellationToken);
+
+    // Flavors
+    /// <summary>Inserts a flavor; false when the name is taken (nothing written).</summary>
+    Task<bool> CreateFlavorAsync(Flavor flavor, CancellationToken cancellationToken);
+    Task<Flavor?> GetFlavorAsync(FlavorId id, CancellationToken cancellationToken);
+    Task<Flavor?> FindFlavorAsync(string name, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Flavor>> ListFlavorsAsync(CancellationToken cancellationToken);
+    /// <summary>Deletes a flavor unless a live server uses it (checked in the same transaction).</summary>
+    Task<DeleteOutcome> DeleteFlavorAsync(FlavorId id, CancellationToken cancellationToken);
+
+    // Images
+    Task<bool> CreateImageAsync(Image image, CancellationToken cancellationToken);
+    Task<Image?> GetImageAsync(ImageId id, CancellationToken cancellationToken);
+    Task<Image?> FindImageAsync(string name, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Image>> ListImagesAsync(CancellationToken cancellationToken);
+    Task<DeleteOutcome> DeleteImageAsync(ImageId id, CancellationToken cancellationToken);
+
+    // Hosts
+    /// <summary>Creates the host on first registration, else refreshes its inventory, pid and heartbeat (keeping id, generation, epoch, state unless Down).</summary>
+    Task<Host> RegisterHostAsync(HostRegistrationRecord registration, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<Host?> GetHostAsync(HostId id, CancellationToken cancellationToken);
+    Task<Host?> FindHostAsync(string name, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Host>> ListHostsAsync(CancellationToken cancellationToken);
+    Task HeartbeatAsync(HostId id, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<CasOutcome> SetHostStateAsync(HostId id, HostState state, long expectedGeneration, CancellationToken cancellationToken);
+
+    // Instances
+    /// <summary>Inserts a server (and the first action-log entry). With an idempotency key already used, returns the existing server instead; a live server with the same name refuses it.</summary>
+    Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken);
+    Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken);
+    Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken);
+    Task<Page<Instance>> ListInstancesAsync(InstanceQuery query, CancellationToken cancellationToken);
+    /// <summary>Servers that have a task in progress (the reconciler's work list).</summary>
+    Task<IReadOnlyList<Instance>> ListInstancesWithTaskAsync(InstanceTask? task, int limit, CancellationToken cancellationToken);
+    /// <summary>Live servers placed on a host.</summary>
+    Task<IReadOnlyList<Instance>> ListInstancesOnHostAsync(HostId host, CancellationToken cancellationToken);
+    /// <summary>Replaces a server row if its version is still <c>updated.Version</c>; the stored version becomes +1. Optionally appends an action.</summary>
+    Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Claims <paramref name="resources"/> on a host for an instance, in one transaction: the host's
+    /// generation must still be <paramref name="expectedHostGeneration"/> and the claim must fit its
+    /// capacity; the instance row is CAS-updated to <paramref name="updated"/>. Nothing changes on any failure.
+    /// </summary>
+    Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector resources, CancellationToken cancellationToken);
+
+    /// <summary>Releases the instance's allocation (if any) and CAS-updates the instance row, in one transaction.</summary>
+    Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<Allocation>> ListAllocationsAsync(CancellationToken cancellationToken);
+
+    // Keypairs
+    /// <summary>Inserts a keypair; false when the name is taken.</summary>
+    Task<bool> CreateKeypairAsync(Keypair keypair, CancellationToken cancellationToken);
+    Task<Keypair?> FindKeypairAsync(string name, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Keypair>> ListKeypairsAsync(CancellationToken cancellationToken);
+    Task<bool> DeleteKeypairAsync(Guid id, CancellationToken cancellationToken);
+
+    // Action log
+    Task<IReadOnlyList<InstanceAction>> ListActionsAsync(InstanceId id, CancellationToken cancellationToken);
+    /// <summary>Finishes the newest unfinished action of an instance.</summary>
+    Task FinishActionAsync(InstanceId id, string result, string? message, DateTimeOffset at, CancellationToken cancellationToken);
+
+    /// <summary>A deterministic text dump of every row of every table (less the heartbeat timestamps), for tests that prove a request changed nothing.</summary>
+    Task<string> DumpAsync(CancellationToken cancellationToken);
+}

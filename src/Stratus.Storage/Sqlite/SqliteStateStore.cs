@@ -1,0 +1,704 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Core.Lifecycle;
+using Stratus.Core.Resources;
+
+namespace Stratus.Storage.Sqlite;
+
+/// <summary>
+/// The embedded store: one SQLite file in WAL mode. Writers are serialised in-process by one
+/// lock (SQLite allows one writer at a time anyway; queuing here avoids busy-retry storms), and
+/// every write is a single transaction, so a crash at any instant leaves either all or nothing.
+/// </summary>
+public sealed class SqliteStateStore : IStateStore
+{
+    private readonly string _connectionString;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private SqliteConnection? _writer;
+
+    public SqliteStateStore(string path)
+    {
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+    }
+
+    public string ConnectionString => _connectionString;
+
+    private async Task<SqliteConnection> OpenAsync(CancellationToken ct)
+    {
+        var c = new SqliteConnection(_connectionString);
+        await c.OpenAsync(ct);
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "PRAGMA busy_timeout=30000; PRAGMA foreign_keys=ON;";
+        await cmd.ExecuteNonQueryAsync(ct);
+        return c;
+    }
+
+    private async Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, Task<T>> work, CancellationToken ct)
+    {
+        await _writeLock.WaitAsync(ct);
+        try
+        {
+            _writer ??= await OpenAsync(ct);
+            await using var tx = (SqliteTransaction)await _writer.BeginTransactionAsync(System.Data.IsolationLevel.Serializable, ct);
+            var result = await work(_writer, tx);
+            if (tx.Connection is not null)
+            {
+                await tx.CommitAsync(ct); // null once the work rolled back
+            }
+            return result;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private async Task<T> ReadAsync<T>(Func<SqliteConnection, Task<T>> work, CancellationToken ct)
+    {
+        await using var c = await OpenAsync(ct);
+        return await work(c);
+    }
+
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await using (var c = await OpenAsync(cancellationToken))
+        {
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+            await cmd.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await WriteAsync(async (c, tx) =>
+        {
+            await Exec(c, tx, "CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");
+            var applied = new HashSet<string>(StringComparer.Ordinal);
+            await using (var q = Cmd(c, tx, "SELECT id FROM schema_migrations"))
+            await using (var r = await q.ExecuteReaderAsync(cancellationToken))
+            {
+                while (await r.ReadAsync(cancellationToken))
+                {
+                    applied.Add(r.GetString(0));
+                }
+            }
+            foreach (var (id, sql) in Migrations.For("Sqlite"))
+            {
+                if (applied.Contains(id))
+                {
+                    continue;
+                }
+                await Exec(c, tx, sql);
+                await using var ins = Cmd(c, tx, "INSERT INTO schema_migrations(id, applied_at) VALUES ($id, $at)");
+                ins.Parameters.AddWithValue("$id", id);
+                ins.Parameters.AddWithValue("$at", DateTimeOffset.UtcNow.ToString("O"));
+                await ins.ExecuteNonQueryAsync(cancellationToken);
+            }
+            return 0;
+        }, cancellationToken);
+    }
+
+    // ---------- flavors ----------
+
+    public Task<bool> CreateFlavorAsync(Flavor f, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO flavors(id,name,vcpus,ram_mib,disk_gib,is_public,created_at) VALUES ($id,$n,$v,$r,$d,$p,$at)");
+        cmd.Parameters.AddWithValue("$id", f.Id.ToString());
+        cmd.Parameters.AddWithValue("$n", f.Name);
+        cmd.Parameters.AddWithValue("$v", f.Vcpus);
+        cmd.Parameters.AddWithValue("$r", f.RamMib);
+        cmd.Parameters.AddWithValue("$d", f.DiskGib);
+        cmd.Parameters.AddWithValue("$p", f.IsPublic ? 1 : 0);
+        cmd.Parameters.AddWithValue("$at", f.CreatedAt.ToString("O"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    private const string FlavorCols = "id,name,vcpus,ram_mib,disk_gib,is_public,created_at";
+
+    private static Flavor ReadFlavor(SqliteDataReader r) => new(
+        new FlavorId(Guid.Parse(r.GetString(0))), r.GetString(1), r.GetInt32(2), r.GetInt64(3), r.GetInt64(4), r.GetInt64(5) != 0, Date(r.GetString(6)));
+
+    public Task<Flavor?> GetFlavorAsync(FlavorId id, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {FlavorCols} FROM flavors WHERE id=$k", id.ToString(), ReadFlavor, cancellationToken);
+
+    public Task<Flavor?> FindFlavorAsync(string name, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {FlavorCols} FROM flavors WHERE name=$k", name, ReadFlavor, cancellationToken);
+
+    public Task<IReadOnlyList<Flavor>> ListFlavorsAsync(CancellationToken cancellationToken) =>
+        QueryAsync($"SELECT {FlavorCols} FROM flavors ORDER BY vcpus, ram_mib, disk_gib, name", null, ReadFlavor, cancellationToken);
+
+    public Task<DeleteOutcome> DeleteFlavorAsync(FlavorId id, CancellationToken cancellationToken) =>
+        DeleteUnlessUsedAsync("flavors", "flavor_id", id.ToString(), cancellationToken);
+
+    private Task<DeleteOutcome> DeleteUnlessUsedAsync(string table, string column, string id, CancellationToken ct) => WriteAsync(async (c, tx) =>
+    {
+        await using (var used = Cmd(c, tx, $"SELECT COUNT(*) FROM instances WHERE {column}=$id AND vm_state <> 'deleted'"))
+        {
+            used.Parameters.AddWithValue("$id", id);
+            if ((long)(await used.ExecuteScalarAsync(ct))! > 0)
+            {
+                await using var exists = Cmd(c, tx, $"SELECT COUNT(*) FROM {table} WHERE id=$id");
+                exists.Parameters.AddWithValue("$id", id);
+                return (long)(await exists.ExecuteScalarAsync(ct))! > 0 ? DeleteOutcome.InUse : DeleteOutcome.NotFound;
+            }
+        }
+        await using var del = Cmd(c, tx, $"DELETE FROM {table} WHERE id=$id");
+        del.Parameters.AddWithValue("$id", id);
+        return await del.ExecuteNonQueryAsync(ct) == 1 ? DeleteOutcome.Deleted : DeleteOutcome.NotFound;
+    }, ct);
+
+    // ---------- images ----------
+
+    private const string ImageCols = "id,name,disk_format,status,size_bytes,checksum,path,is_public,created_at";
+
+    private static Image ReadImage(SqliteDataReader r) => new(
+        new ImageId(Guid.Parse(r.GetString(0))), r.GetString(1), r.GetString(2), Enum.Parse<ImageStatus>(r.GetString(3), true),
+        r.GetInt64(4), r.IsDBNull(5) ? null : r.GetString(5), r.IsDBNull(6) ? null : r.GetString(6), r.GetInt64(7) != 0, Date(r.GetString(8)));
+
+    public Task<bool> CreateImageAsync(Image i, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, $"INSERT OR IGNORE INTO images({ImageCols}) VALUES ($id,$n,$f,$s,$sz,$ck,$p,$pub,$at)");
+        cmd.Parameters.AddWithValue("$id", i.Id.ToString());
+        cmd.Parameters.AddWithValue("$n", i.Name);
+        cmd.Parameters.AddWithValue("$f", i.DiskFormat);
+        cmd.Parameters.AddWithValue("$s", i.Status.ToString().ToLowerInvariant());
+        cmd.Parameters.AddWithValue("$sz", i.SizeBytes);
+        cmd.Parameters.AddWithValue("$ck", (object?)i.Checksum ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$p", (object?)i.Path ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$pub", i.IsPublic ? 1 : 0);
+        cmd.Parameters.AddWithValue("$at", i.CreatedAt.ToString("O"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    public Task<Image?> GetImageAsync(ImageId id, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {ImageCols} FROM images WHERE id=$k", id.ToString(), ReadImage, cancellationToken);
+
+    public Task<Image?> FindImageAsync(string name, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {ImageCols} FROM images WHERE name=$k", name, ReadImage, cancellationToken);
+
+    public Task<IReadOnlyList<Image>> ListImagesAsync(CancellationToken cancellationToken) =>
+        QueryAsync($"SELECT {ImageCols} FROM images ORDER BY name", null, ReadImage, cancellationToken);
+
+    public Task<DeleteOutcome> DeleteImageAsync(ImageId id, CancellationToken cancellationToken) =>
+        DeleteUnlessUsedAsync("images", "image_id", id.ToString(), cancellationToken);
+
+    // ---------- hosts ----------
+
+    private const string HostCols = "id,name,state,total_cpu_milli,total_mem_mib,total_disk_gib,reserved_cpu_milli,reserved_mem_mib,reserved_disk_gib,ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,used_cpu_milli,used_mem_mib,used_disk_gib,generation,epoch,zone,accelerator,driver,agent_pid,last_heartbeat,created_at";
+
+    private static Host ReadHost(SqliteDataReader r) => new(
+        new HostId(Guid.Parse(r.GetString(0))), r.GetString(1), Names.ParseHostState(r.GetString(2)) ?? HostState.Down,
+        new ResourceVector(r.GetInt64(3), r.GetInt64(4), r.GetInt64(5)),
+        new ResourceVector(r.GetInt64(6), r.GetInt64(7), r.GetInt64(8)),
+        new AllocationRatios(r.GetInt32(9), r.GetInt32(10), r.GetInt32(11)),
+        new ResourceVector(r.GetInt64(12), r.GetInt64(13), r.GetInt64(14)),
+        r.GetInt64(15), r.GetInt64(16), r.GetString(17), r.GetString(18), r.GetString(19),
+        r.IsDBNull(20) ? null : r.GetInt32(20), r.IsDBNull(21) ? null : Date(r.GetString(21)), Date(r.GetString(22)));
+
+    public Task<Host> RegisterHostAsync(HostRegistrationRecord reg, DateTimeOffset now, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using (var up = Cmd(c, tx, """
+            UPDATE hosts SET total_cpu_milli=$tc,total_mem_mib=$tm,total_disk_gib=$td,reserved_cpu_milli=$rc,reserved_mem_mib=$rm,reserved_disk_gib=$rd,
+              accelerator=$acc,driver=$drv,agent_pid=$pid,last_heartbeat=$now,
+              state=CASE WHEN state='down' THEN 'up' ELSE state END, generation=generation+1
+            WHERE name=$n
+            """))
+        {
+            Bind(up, reg, now);
+            if (await up.ExecuteNonQueryAsync(cancellationToken) == 0)
+            {
+                await using var ins = Cmd(c, tx, $"""
+                    INSERT INTO hosts(id,name,state,total_cpu_milli,total_mem_mib,total_disk_gib,reserved_cpu_milli,reserved_mem_mib,reserved_disk_gib,
+                      ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,zone,accelerator,driver,agent_pid,last_heartbeat,created_at)
+                    VALUES ($id,$n,'up',$tc,$tm,$td,$rc,$rm,$rd,$qc,$qm,$qd,$z,$acc,$drv,$pid,$now,$now)
+                    """);
+                Bind(ins, reg, now);
+                ins.Parameters.AddWithValue("$id", HostId.New().ToString());
+                ins.Parameters.AddWithValue("$qc", reg.Ratios.CpuPermille);
+                ins.Parameters.AddWithValue("$qm", reg.Ratios.RamPermille);
+                ins.Parameters.AddWithValue("$qd", reg.Ratios.DiskPermille);
+                ins.Parameters.AddWithValue("$z", reg.Zone);
+                await ins.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+        await using var q = Cmd(c, tx, $"SELECT {HostCols} FROM hosts WHERE name=$n");
+        q.Parameters.AddWithValue("$n", reg.Name);
+        await using var r = await q.ExecuteReaderAsync(cancellationToken);
+        await r.ReadAsync(cancellationToken);
+        return ReadHost(r);
+    }, cancellationToken);
+
+    private static void Bind(SqliteCommand cmd, HostRegistrationRecord reg, DateTimeOffset now)
+    {
+        cmd.Parameters.AddWithValue("$n", reg.Name);
+        cmd.Parameters.AddWithValue("$tc", reg.Total.MilliVcpus);
+        cmd.Parameters.AddWithValue("$tm", reg.Total.MemoryMib);
+        cmd.Parameters.AddWithValue("$td", reg.Total.DiskGib);
+        cmd.Parameters.AddWithValue("$rc", reg.Reserved.MilliVcpus);
+        cmd.Parameters.AddWithValue("$rm", reg.Reserved.MemoryMib);
+        cmd.Parameters.AddWithValue("$rd", reg.Reserved.DiskGib);
+        cmd.Parameters.AddWithValue("$acc", reg.Accelerator);
+        cmd.Parameters.AddWithValue("$drv", reg.Driver);
+        cmd.Parameters.AddWithValue("$pid", (object?)reg.AgentPid ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$now", now.ToString("O"));
+    }
+
+    public Task<Host?> GetHostAsync(HostId id, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {HostCols} FROM hosts WHERE id=$k", id.ToString(), ReadHost, cancellationToken);
+
+    public Task<Host?> FindHostAsync(string name, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {HostCols} FROM hosts WHERE name=$k", name, ReadHost, cancellationToken);
+
+    public Task<IReadOnlyList<Host>> ListHostsAsync(CancellationToken cancellationToken) =>
+        QueryAsync($"SELECT {HostCols} FROM hosts ORDER BY name", null, ReadHost, cancellationToken);
+
+    public Task HeartbeatAsync(HostId id, DateTimeOffset now, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "UPDATE hosts SET last_heartbeat=$now WHERE id=$id");
+        cmd.Parameters.AddWithValue("$id", id.ToString());
+        cmd.Parameters.AddWithValue("$now", now.ToString("O"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }, cancellationToken);
+
+    public Task<CasOutcome> SetHostStateAsync(HostId id, HostState state, long expectedGeneration, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "UPDATE hosts SET state=$s, generation=generation+1 WHERE id=$id AND generation=$g");
+        cmd.Parameters.AddWithValue("$id", id.ToString());
+        cmd.Parameters.AddWithValue("$s", Names.Of(state));
+        cmd.Parameters.AddWithValue("$g", expectedGeneration);
+        if (await cmd.ExecuteNonQueryAsync(cancellationToken) == 1)
+        {
+            return CasOutcome.Ok;
+        }
+        return await ExistsAsync(c, tx, "hosts", id.ToString(), cancellationToken) ? CasOutcome.Conflict : CasOutcome.NotFound;
+    }, cancellationToken);
+
+    // ---------- instances ----------
+
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards";
+
+    private static Instance ReadInstance(SqliteDataReader r) => new(
+        new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
+        new FlavorId(Guid.Parse(r.GetString(2))), new ImageId(Guid.Parse(r.GetString(3))),
+        r.IsDBNull(4) ? null : new HostId(Guid.Parse(r.GetString(4))),
+        Names.ParseVmState(r.GetString(5)) ?? VmState.Error,
+        r.IsDBNull(6) ? null : Names.ParseTask(r.GetString(6)),
+        Names.ParsePowerState(r.GetString(7)),
+        new ResourceVector(r.GetInt64(8), r.GetInt64(9), r.GetInt64(10)),
+        r.IsDBNull(11) ? null : r.GetString(11),
+        r.IsDBNull(12) ? null : r.GetString(12),
+        r.GetInt64(13), r.GetInt64(14), Date(r.GetString(15)), Date(r.GetString(16)),
+        r.IsDBNull(17) ? null : Date(r.GetString(17)),
+        r.IsDBNull(18) ? null : r.GetString(18),
+        r.IsDBNull(19) ? null : r.GetString(19),
+        r.IsDBNull(20) ? null : r.GetString(20),
+        r.IsDBNull(21) ? null : JsonSerializer.Deserialize<List<Forward>>(r.GetString(21)));
+
+    private static void BindInstance(SqliteCommand cmd, Instance i)
+    {
+        cmd.Parameters.AddWithValue("$id", i.Id.ToString());
+        cmd.Parameters.AddWithValue("$name", i.Name);
+        cmd.Parameters.AddWithValue("$flavor", i.FlavorId.ToString());
+        cmd.Parameters.AddWithValue("$image", i.ImageId.ToString());
+        cmd.Parameters.AddWithValue("$host", i.HostId is { } h ? h.ToString() : DBNull.Value);
+        cmd.Parameters.AddWithValue("$vm", Names.Of(i.VmState));
+        cmd.Parameters.AddWithValue("$task", i.Task is { } t ? Names.Of(t) : DBNull.Value);
+        cmd.Parameters.AddWithValue("$power", Names.Of(i.PowerState));
+        cmd.Parameters.AddWithValue("$cpu", i.Resources.MilliVcpus);
+        cmd.Parameters.AddWithValue("$mem", i.Resources.MemoryMib);
+        cmd.Parameters.AddWithValue("$disk", i.Resources.DiskGib);
+        cmd.Parameters.AddWithValue("$fault", (object?)i.Fault ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$idem", (object?)i.IdempotencyKey ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$reboot", i.RebootSeq);
+        cmd.Parameters.AddWithValue("$created", i.CreatedAt.ToString("O"));
+        cmd.Parameters.AddWithValue("$updated", i.UpdatedAt.ToString("O"));
+        cmd.Parameters.AddWithValue("$taskat", i.TaskRequestedAt is { } ta ? ta.ToString("O") : DBNull.Value);
+        cmd.Parameters.AddWithValue("$ud", (object?)i.UserData ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$key", (object?)i.KeyName ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$zone", (object?)i.Zone ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$fwd", i.Forwards is { Count: > 0 } f ? JsonSerializer.Serialize(f) : DBNull.Value);
+    }
+
+    public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        if (instance.IdempotencyKey is { } key)
+        {
+            await using var q = Cmd(c, tx, $"SELECT {InstanceCols} FROM instances WHERE idempotency_key=$k");
+            q.Parameters.AddWithValue("$k", key);
+            await using var r = await q.ExecuteReaderAsync(cancellationToken);
+            if (await r.ReadAsync(cancellationToken))
+            {
+                return new CreateInstanceOutcome(ReadInstance(r), CreateStatus.Existing);
+            }
+        }
+        await using (var ins = Cmd(c, tx, """
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd)
+            """))
+        {
+            BindInstance(ins, instance);
+            try
+            {
+                await ins.ExecuteNonQueryAsync(cancellationToken);
+            }
+            catch (SqliteException e) when (e.SqliteErrorCode == 19 && e.Message.Contains("instances.name", StringComparison.Ordinal))
+            {
+                return new CreateInstanceOutcome(instance, CreateStatus.NameTaken);
+            }
+        }
+        await InsertActionAsync(c, tx, firstAction, cancellationToken);
+        return new CreateInstanceOutcome(instance with { Version = 1 }, CreateStatus.Created);
+    }, cancellationToken);
+
+    public Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE id=$k", id.ToString(), ReadInstance, cancellationToken);
+
+    public Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE name=$k AND vm_state <> 'deleted' ORDER BY id LIMIT 1", name, ReadInstance, cancellationToken);
+
+    public Task<Page<Instance>> ListInstancesAsync(InstanceQuery query, CancellationToken cancellationToken) => ReadAsync(async c =>
+    {
+        var sql = new StringBuilder($"SELECT {InstanceCols} FROM instances WHERE 1=1");
+        await using var cmd = c.CreateCommand();
+        if (!query.IncludeDeleted && query.State != VmState.Deleted)
+        {
+            sql.Append(" AND vm_state <> 'deleted'");
+        }
+        if (query.Marker is not null)
+        {
+            sql.Append(" AND id > $marker");
+            cmd.Parameters.AddWithValue("$marker", query.Marker);
+        }
+        if (query.Name is not null)
+        {
+            sql.Append(" AND name = $name");
+            cmd.Parameters.AddWithValue("$name", query.Name);
+        }
+        if (query.State is { } s)
+        {
+            sql.Append(" AND vm_state = $state");
+            cmd.Parameters.AddWithValue("$state", Names.Of(s));
+        }
+        if (query.Host is { } h)
+        {
+            sql.Append(" AND host_id = $host");
+            cmd.Parameters.AddWithValue("$host", h.ToString());
+        }
+        sql.Append(" ORDER BY id LIMIT $limit");
+        cmd.Parameters.AddWithValue("$limit", query.Limit + 1);
+        cmd.CommandText = sql.ToString();
+        var items = new List<Instance>(Math.Min(query.Limit + 1, 1024));
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken))
+        {
+            items.Add(ReadInstance(r));
+        }
+        string? next = null;
+        if (items.Count > query.Limit)
+        {
+            items.RemoveAt(items.Count - 1);
+            next = items[^1].Id.ToString();
+        }
+        return new Page<Instance>(items, next);
+    }, cancellationToken);
+
+    public Task<IReadOnlyList<Instance>> ListInstancesWithTaskAsync(InstanceTask? task, int limit, CancellationToken cancellationToken) =>
+        task is { } t
+            ? QueryAsync($"SELECT {InstanceCols} FROM instances WHERE task=$k ORDER BY id LIMIT {limit}", Names.Of(t), ReadInstance, cancellationToken)
+            : QueryAsync($"SELECT {InstanceCols} FROM instances WHERE task IS NOT NULL ORDER BY id LIMIT {limit}", null, ReadInstance, cancellationToken);
+
+    public Task<IReadOnlyList<Instance>> ListInstancesOnHostAsync(HostId host, CancellationToken cancellationToken) =>
+        QueryAsync($"SELECT {InstanceCols} FROM instances WHERE host_id=$k AND vm_state <> 'deleted' ORDER BY id", host.ToString(), ReadInstance, cancellationToken);
+
+    public Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
+        if (outcome == CasOutcome.Ok && action is not null)
+        {
+            await InsertActionAsync(c, tx, action, cancellationToken);
+        }
+        return outcome;
+    }, cancellationToken);
+
+    private static async Task<CasOutcome> CasInstanceAsync(SqliteConnection c, SqliteTransaction tx, Instance i, CancellationToken ct)
+    {
+        await using var cmd = Cmd(c, tx, """
+            UPDATE instances SET name=$name,flavor_id=$flavor,image_id=$image,host_id=$host,vm_state=$vm,task=$task,power_state=$power,
+              cpu_milli=$cpu,mem_mib=$mem,disk_gib=$disk,fault=$fault,reboot_seq=$reboot,updated_at=$updated,task_requested_at=$taskat,
+              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,version=version+1
+            WHERE id=$id AND version=$version
+            """);
+        BindInstance(cmd, i);
+        cmd.Parameters.AddWithValue("$version", i.Version);
+        if (await cmd.ExecuteNonQueryAsync(ct) == 1)
+        {
+            return CasOutcome.Ok;
+        }
+        return await ExistsAsync(c, tx, "instances", i.Id.ToString(), ct) ? CasOutcome.Conflict : CasOutcome.NotFound;
+    }
+
+    public Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector res, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using (var h = Cmd(c, tx, """
+            UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
+            WHERE id=$id AND generation=$g AND state='up'
+              AND used_cpu_milli+$c <= (total_cpu_milli-reserved_cpu_milli)*ratio_cpu_permille/1000
+              AND used_mem_mib+$m <= (total_mem_mib-reserved_mem_mib)*ratio_ram_permille/1000
+              AND used_disk_gib+$d <= (total_disk_gib-reserved_disk_gib)*ratio_disk_permille/1000
+            """))
+        {
+            h.Parameters.AddWithValue("$id", host.ToString());
+            h.Parameters.AddWithValue("$g", expectedHostGeneration);
+            h.Parameters.AddWithValue("$c", res.MilliVcpus);
+            h.Parameters.AddWithValue("$m", res.MemoryMib);
+            h.Parameters.AddWithValue("$d", res.DiskGib);
+            if (await h.ExecuteNonQueryAsync(cancellationToken) != 1)
+            {
+                await using var g = Cmd(c, tx, "SELECT generation FROM hosts WHERE id=$id");
+                g.Parameters.AddWithValue("$id", host.ToString());
+                var gen = await g.ExecuteScalarAsync(cancellationToken);
+                await tx.RollbackAsync(cancellationToken);
+                return gen is null ? CasOutcome.NotFound : (long)gen != expectedHostGeneration ? CasOutcome.Conflict : CasOutcome.NoCapacity;
+            }
+        }
+        await using (var a = Cmd(c, tx, "INSERT INTO allocations(instance_id,host_id,cpu_milli,mem_mib,disk_gib) VALUES ($i,$h,$c,$m,$d)"))
+        {
+            a.Parameters.AddWithValue("$i", updated.Id.ToString());
+            a.Parameters.AddWithValue("$h", host.ToString());
+            a.Parameters.AddWithValue("$c", res.MilliVcpus);
+            a.Parameters.AddWithValue("$m", res.MemoryMib);
+            a.Parameters.AddWithValue("$d", res.DiskGib);
+            try
+            {
+                await a.ExecuteNonQueryAsync(cancellationToken);
+            }
+            catch (SqliteException e) when (e.SqliteErrorCode == 19)
+            {
+                await tx.RollbackAsync(cancellationToken);
+                return CasOutcome.Conflict; // the instance already holds an allocation
+            }
+        }
+        var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
+        if (outcome != CasOutcome.Ok)
+        {
+            await tx.RollbackAsync(cancellationToken);
+        }
+        return outcome;
+    }, cancellationToken);
+
+    public Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
+        if (outcome != CasOutcome.Ok)
+        {
+            await tx.RollbackAsync(cancellationToken);
+            return outcome;
+        }
+        await using (var sel = Cmd(c, tx, "SELECT host_id,cpu_milli,mem_mib,disk_gib FROM allocations WHERE instance_id=$i"))
+        {
+            sel.Parameters.AddWithValue("$i", updated.Id.ToString());
+            string? host = null;
+            long cpu = 0, mem = 0, disk = 0;
+            await using (var r = await sel.ExecuteReaderAsync(cancellationToken))
+            {
+                if (await r.ReadAsync(cancellationToken))
+                {
+                    host = r.GetString(0);
+                    cpu = r.GetInt64(1);
+                    mem = r.GetInt64(2);
+                    disk = r.GetInt64(3);
+                }
+            }
+            if (host is not null)
+            {
+                await using var h = Cmd(c, tx, "UPDATE hosts SET used_cpu_milli=used_cpu_milli-$c, used_mem_mib=used_mem_mib-$m, used_disk_gib=used_disk_gib-$d, generation=generation+1 WHERE id=$h");
+                h.Parameters.AddWithValue("$h", host);
+                h.Parameters.AddWithValue("$c", cpu);
+                h.Parameters.AddWithValue("$m", mem);
+                h.Parameters.AddWithValue("$d", disk);
+                await h.ExecuteNonQueryAsync(cancellationToken);
+                await using var del = Cmd(c, tx, "DELETE FROM allocations WHERE instance_id=$i");
+                del.Parameters.AddWithValue("$i", updated.Id.ToString());
+                await del.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+        if (action is not null)
+        {
+            await InsertActionAsync(c, tx, action, cancellationToken);
+        }
+        return CasOutcome.Ok;
+    }, cancellationToken);
+
+    public Task<IReadOnlyList<Allocation>> ListAllocationsAsync(CancellationToken cancellationToken) =>
+        QueryAsync("SELECT instance_id,host_id,cpu_milli,mem_mib,disk_gib FROM allocations ORDER BY instance_id", null,
+            r => new Allocation(new InstanceId(Guid.Parse(r.GetString(0))), new HostId(Guid.Parse(r.GetString(1))), new ResourceVector(r.GetInt64(2), r.GetInt64(3), r.GetInt64(4))),
+            cancellationToken);
+
+    // ---------- keypairs ----------
+
+    private static Keypair ReadKeypair(SqliteDataReader r) =>
+        new(Guid.Parse(r.GetString(0)), r.GetString(1), r.GetString(2), r.GetString(3), Date(r.GetString(4)));
+
+    public Task<bool> CreateKeypairAsync(Keypair k, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO keypairs(id,name,public_key,fingerprint,created_at) VALUES ($id,$n,$k,$f,$at)");
+        cmd.Parameters.AddWithValue("$id", k.Id.ToString("D"));
+        cmd.Parameters.AddWithValue("$n", k.Name);
+        cmd.Parameters.AddWithValue("$k", k.PublicKey);
+        cmd.Parameters.AddWithValue("$f", k.Fingerprint);
+        cmd.Parameters.AddWithValue("$at", k.CreatedAt.ToString("O"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    public Task<Keypair?> FindKeypairAsync(string name, CancellationToken cancellationToken) =>
+        QueryOneAsync("SELECT id,name,public_key,fingerprint,created_at FROM keypairs WHERE name=$k OR id=$k", name, ReadKeypair, cancellationToken);
+
+    public Task<IReadOnlyList<Keypair>> ListKeypairsAsync(CancellationToken cancellationToken) =>
+        QueryAsync("SELECT id,name,public_key,fingerprint,created_at FROM keypairs ORDER BY name", null, ReadKeypair, cancellationToken);
+
+    public Task<bool> DeleteKeypairAsync(Guid id, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "DELETE FROM keypairs WHERE id=$id");
+        cmd.Parameters.AddWithValue("$id", id.ToString("D"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    // ---------- actions ----------
+
+    private static async Task InsertActionAsync(SqliteConnection c, SqliteTransaction tx, InstanceAction a, CancellationToken ct)
+    {
+        await using var cmd = Cmd(c, tx, "INSERT INTO instance_actions(instance_id,action,requested_by,started_at,finished_at,result,message) VALUES ($i,$a,$by,$s,$f,$r,$m)");
+        cmd.Parameters.AddWithValue("$i", a.InstanceId.ToString());
+        cmd.Parameters.AddWithValue("$a", a.Action);
+        cmd.Parameters.AddWithValue("$by", a.RequestedBy);
+        cmd.Parameters.AddWithValue("$s", a.StartedAt.ToString("O"));
+        cmd.Parameters.AddWithValue("$f", a.FinishedAt is { } f ? f.ToString("O") : DBNull.Value);
+        cmd.Parameters.AddWithValue("$r", a.Result);
+        cmd.Parameters.AddWithValue("$m", (object?)a.Message ?? DBNull.Value);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    public Task<IReadOnlyList<InstanceAction>> ListActionsAsync(InstanceId id, CancellationToken cancellationToken) =>
+        QueryAsync("SELECT seq,instance_id,action,requested_by,started_at,finished_at,result,message FROM instance_actions WHERE instance_id=$k ORDER BY seq", id.ToString(),
+            r => new InstanceAction(r.GetInt64(0), new InstanceId(Guid.Parse(r.GetString(1))), r.GetString(2), r.GetString(3), Date(r.GetString(4)),
+                r.IsDBNull(5) ? null : Date(r.GetString(5)), r.GetString(6), r.IsDBNull(7) ? null : r.GetString(7)),
+            cancellationToken);
+
+    public Task FinishActionAsync(InstanceId id, string result, string? message, DateTimeOffset at, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, """
+            UPDATE instance_actions SET finished_at=$f, result=$r, message=COALESCE($m, message)
+            WHERE seq = (SELECT MAX(seq) FROM instance_actions WHERE instance_id=$i AND finished_at IS NULL)
+            """);
+        cmd.Parameters.AddWithValue("$i", id.ToString());
+        cmd.Parameters.AddWithValue("$f", at.ToString("O"));
+        cmd.Parameters.AddWithValue("$r", result);
+        cmd.Parameters.AddWithValue("$m", (object?)message ?? DBNull.Value);
+        return await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }, cancellationToken);
+
+    // ---------- dump ----------
+
+    public Task<string> DumpAsync(CancellationToken cancellationToken) => ReadAsync(async c =>
+    {
+        var sb = new StringBuilder();
+        var tables = new List<string>();
+        await using (var t = c.CreateCommand())
+        {
+            t.CommandText = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name";
+            await using var r = await t.ExecuteReaderAsync(cancellationToken);
+            while (await r.ReadAsync(cancellationToken))
+            {
+                tables.Add(r.GetString(0));
+            }
+        }
+        foreach (var table in tables)
+        {
+            sb.Append("## ").AppendLine(table);
+            await using var q = c.CreateCommand();
+            q.CommandText = $"SELECT * FROM \"{table}\" ORDER BY 1";
+            await using var r = await q.ExecuteReaderAsync(cancellationToken);
+            while (await r.ReadAsync(cancellationToken))
+            {
+                for (var i = 0; i < r.FieldCount; i++)
+                {
+                    if (r.GetName(i) == "last_heartbeat")
+                    {
+                        continue; // liveness, written by heartbeats every second, not by requests
+                    }
+                    sb.Append(i == 0 ? "" : "|").Append(r.IsDBNull(i) ? "∅" : Convert.ToString(r.GetValue(i), CultureInfo.InvariantCulture));
+                }
+                sb.AppendLine();
+            }
+        }
+        return sb.ToString();
+    }, cancellationToken);
+
+    // ---------- helpers ----------
+
+    private static SqliteCommand Cmd(SqliteConnection c, SqliteTransaction tx, string sql)
+    {
+        var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        return cmd;
+    }
+
+    private static async Task Exec(SqliteConnection c, SqliteTransaction tx, string sql)
+    {
+        await using var cmd = Cmd(c, tx, sql);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
+    private static async Task<bool> ExistsAsync(SqliteConnection c, SqliteTransaction tx, string table, string id, CancellationToken ct)
+    {
+        await using var cmd = Cmd(c, tx, $"SELECT COUNT(*) FROM {table} WHERE id=$id");
+        cmd.Parameters.AddWithValue("$id", id);
+        return (long)(await cmd.ExecuteScalarAsync(ct))! > 0;
+    }
+
+    private Task<T?> QueryOneAsync<T>(string sql, string key, Func<SqliteDataReader, T> read, CancellationToken ct) where T : class => ReadAsync(async c =>
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.Parameters.AddWithValue("$k", key);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        return await r.ReadAsync(ct) ? read(r) : null;
+    }, ct);
+
+    private Task<IReadOnlyList<T>> QueryAsync<T>(string sql, string? key, Func<SqliteDataReader, T> read, CancellationToken ct) => ReadAsync<IReadOnlyList<T>>(async c =>
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        if (key is not null)
+        {
+            cmd.Parameters.AddWithValue("$k", key);
+        }
+        var list = new List<T>();
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct))
+        {
+            list.Add(read(r));
+        }
+        return list;
+    }, ct);
+
+    private static DateTimeOffset Date(string s) => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_writer is not null)
+        {
+            await _writer.DisposeAsync();
+        }
+        _writeLock.Dispose();
+        SqliteConnection.ClearAllPools();
+    }
+}

@@ -1,0 +1,87 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Stratus.Api;
+using Stratus.Client;
+using Stratus.Core.Wire;
+using Stratus.Storage;
+
+namespace Stratus.Api.Tests;
+
+/// <summary>A whole all-in-one cloud in this process: real store, controller, embedded agents (simulated driver, fast delays), HTTP on a free loopback port.</summary>
+public sealed class TestCloud : IAsyncLifetime
+{
+    private WebApplication? _app;
+
+    public string DataDir { get; } = Directory.CreateTempSubdirectory("stratus-api-").FullName;
+
+    public int Hosts { get; init; } = 3;
+
+    public double DelayScale { get; init; } = 0.02;
+
+    public StratusClient Client { get; private set; } = null!;
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public IStateStore Store => _app!.Services.GetRequiredService<IStateStore>();
+
+    public IServiceProvider Services => _app!.Services;
+
+    public async Task InitializeAsync()
+    {
+        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale };
+        _app = StratusApp.Build(options, b => b.WebHost.UseUrls("http://127.0.0.1:0"));
+        await _app.StartAsync();
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        Http = new HttpClient { BaseAddress = new Uri(address.TrimEnd('/') + "/") };
+        Client = new StratusClient(new HttpClient { BaseAddress = Http.BaseAddress });
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!(await Client.HealthAsync()).Ready)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("test cloud not ready in 30 s");
+            }
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>Polls until the server settles in <paramref name="state"/> with no task.</summary>
+    public async Task<ServerDto> WaitAsync(string id, string state, int timeoutMs = 20000)
+    {
+        var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+        ServerDto s;
+        do
+        {
+            s = await Client.GetServerAsync(id);
+            if (s.Task is null && s.VmState == state)
+            {
+                return s;
+            }
+            await Task.Delay(20);
+        }
+        while (DateTime.UtcNow < deadline);
+        throw new TimeoutException($"server {s.Name} is {s.VmState}/{s.Task}, expected {state}");
+    }
+
+    public async Task DisposeAsync()
+    {
+        Client.Dispose();
+        Http.Dispose();
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        try
+        {
+            Directory.Delete(DataDir, true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

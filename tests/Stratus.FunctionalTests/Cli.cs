@@ -1,0 +1,72 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace Stratus.FunctionalTests;
+
+/// <summary>Runs `./stratus` as a user would: a real process, its exit code, stdout and stderr.</summary>
+public static class Cli
+{
+    public static string RepoRoot { get; } = FindRoot();
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Stratus.slnx")))
+        {
+            dir = dir.Parent;
+        }
+        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
+    public sealed record Result(int ExitCode, string Stdout, string Stderr)
+    {
+        public Result Ok()
+        {
+            Assert.True(ExitCode == 0, $"exit {ExitCode}\nstdout: {Stdout}\nstderr: {Stderr}");
+            return this;
+        }
+
+        public JsonElement Json() => JsonDocument.Parse(Stdout).RootElement.Clone();
+    }
+
+    public static async Task<Result> RunAsync(string url, params string[] args) => await RunAsync(url, TimeSpan.FromMinutes(3), args);
+
+    public static async Task<Result> RunAsync(string url, TimeSpan timeout, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Path.Combine(RepoRoot, "stratus"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = RepoRoot,
+        };
+        psi.Environment["STRATUS_URL"] = url;
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await p.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"./stratus {string.Join(' ', args)} did not finish in {timeout}");
+        }
+        return new Result(p.ExitCode, await stdout, await stderr);
+    }
+
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+}
