@@ -81,7 +81,10 @@ public sealed class ImageStore(IStateStore store, IImageInspector inspector, Tim
             }
             var final = Path.Combine(directory, $"{id}.{found.Format}");
             File.Move(part, final);
-            File.SetUnixFileMode(final, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(final, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead); // base images are read-only
+            }
             var image = new Image(id, name!, found.Format!, ImageStatus.Active, size, checksum, final, true, time.GetUtcNow());
             if (!await store.CreateImageAsync(image, ct))
             {

@@ -10,7 +10,18 @@ public sealed record FilterStep(string Filter, int Before, int Removed);
 public sealed record ScoredHost(HostId Host, string Name, double Score);
 
 /// <summary>Why a decision was made: what each filter removed and the best candidates.</summary>
-public sealed record DecisionTrace(string Profile, int HostsConsidered, ImmutableArray<FilterStep> Filters, ImmutableArray<ScoredHost> Top, int SampleSize);
+/// <param name="HostsConsidered">Hosts the filters examined (all of them unless sampling stopped the scan early).</param>
+/// <param name="Filters">Per active filter, in order: hosts that reached it and hosts it removed.</param>
+/// <param name="Top">The best candidates, best first, with their weighted scores.</param>
+/// <param name="SampleSize">Feasible hosts that were scored.</param>
+public sealed record DecisionTrace(string Profile, int HostsConsidered, ImmutableArray<FilterStep> Filters, ImmutableArray<ScoredHost> Top, int SampleSize)
+{
+    /// <summary>Hosts in the snapshot.</summary>
+    public int FleetSize { get; init; }
+
+    /// <summary>The profile's sampling limit: score at most this many feasible hosts (0 = all).</summary>
+    public int SampleLimit { get; init; }
+}
 
 /// <summary>The typed outcome of a placement decision.</summary>
 public abstract record PlacementResult(DecisionTrace Trace);
