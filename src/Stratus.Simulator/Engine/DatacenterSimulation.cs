@@ -85,7 +85,7 @@ public sealed class DatacenterSimulation
     private readonly EventQueue<Event> _events = new();
     private double _lastProcess;
     private double _energyJ;
-    private double _floorJ;
+    private readonly double _floorJ;
     private double _servedFloorJ;
     private int _migrations;
     private readonly double _bestWattsPerMips;
@@ -165,6 +165,19 @@ public sealed class DatacenterSimulation
         _vLastInMig = new bool[n];
         _bestWattsPerMips = _hostSpec.Min(s => s.Power.PeakWatts / s.TotalMips);
         _maxHostMips = _hostSpec.Max(s => s.TotalMips);
+
+        // Workload floor: every sample of every VM served for one interval at the most efficient host's peak.
+        var steps = (int)Math.Ceiling(duration / interval);
+        for (var v = 0; v < n; v++)
+        {
+            var samples = _samples[v];
+            double sum = 0;
+            for (var k = 0; k < Math.Min(steps, samples.Length - 1); k++)
+            {
+                sum += samples[k];
+            }
+            _floorJ += sum * _vmSpec[v].Mips * _bestWattsPerMips * interval;
+        }
     }
 
     private const int HistoryBuffer = 2 * PlanningState.HistoryLength;
@@ -683,7 +696,6 @@ public sealed class DatacenterSimulation
                 served += _requested[v];
             }
         }
-        _floorJ += demand * _bestWattsPerMips * _interval;
         _servedFloorJ += served * _bestWattsPerMips * _interval;
         _series.Add(new SeriesPoint(t, active, (int)Math.Ceiling(demand / _maxHostMips), power, active == 0 ? 0 : 100.0 * sla / active, migrations));
     }
