@@ -211,7 +211,7 @@ public sealed class DatacenterSimulation
         return new SimulationResult
         {
             Scenario = scenarioName,
-            Mode = _cloudSim ? "cloudsim" : "realistic",
+            Mode = _cloudSim ? "cloud_sim" : "realistic",
             Policy = policyName,
             Hosts = _hostSpec.Length,
             Vms = _vmSpec.Length,
