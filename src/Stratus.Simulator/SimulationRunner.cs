@@ -100,7 +100,11 @@ public static class SimulationRunner
         return vms;
     }
 
-    /// <summary>Finds a trace folder: absolute, relative to the scenario file, relative to the data directory, or under <c>../shared/data</c> above the repository.</summary>
+    /// <summary>
+    /// Finds a trace folder: absolute, relative to the scenario file, relative to the data directory,
+    /// or under <c>../shared/data</c> beside the repository root (found above the scenario file or
+    /// the current directory).
+    /// </summary>
     public static string ResolveData(string folder, string scenarioDir, string? dataDir)
     {
         if (Path.IsPathRooted(folder))
@@ -112,12 +116,15 @@ public static class SimulationRunner
         {
             candidates.Add(Path.Combine(dataDir, folder));
         }
-        for (var dir = new DirectoryInfo(scenarioDir); dir is not null; dir = dir.Parent)
+        foreach (var start in new[] { scenarioDir, Directory.GetCurrentDirectory() })
         {
-            if (File.Exists(Path.Combine(dir.FullName, "Stratus.slnx")))
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
-                candidates.Add(Path.Combine(dir.FullName, "..", "shared", "data", folder));
-                break;
+                if (File.Exists(Path.Combine(dir.FullName, "Stratus.slnx")))
+                {
+                    candidates.Add(Path.Combine(dir.FullName, "..", "shared", "data", folder));
+                    break;
+                }
             }
         }
         foreach (var c in candidates)
