@@ -25,6 +25,12 @@ public sealed record StratusPolicyOptions
 
     /// <summary>History samples (most recent first) whose maximum is the VM's demand forecast.</summary>
     public int ForecastWindow { get; init; } = 3;
+
+    /// <summary>
+    /// CPU over-commitment at initial placement when VMs ask for their whole MIPS (≥ 1): a new VM is
+    /// counted at MIPS / this ratio, since VMs rarely run flat out; the first round corrects overloads.
+    /// </summary>
+    public double InitialOvercommit { get; init; } = 1.5;
 }
 
 /// <summary>Initial placement of new VMs, decided by the consolidation policy.</summary>
@@ -212,7 +218,7 @@ public sealed class StratusConsolidationPlanner(StratusPolicyOptions options) : 
         var forecast = new double[snapshot.Vms.Count];
         foreach (var v in vmsInOrder)
         {
-            forecast[v] = fullDemand ? snapshot.Vms[v].Spec.Mips : snapshot.Vms[v].RequestedMips;
+            forecast[v] = fullDemand ? snapshot.Vms[v].Spec.Mips / options.InitialOvercommit : snapshot.Vms[v].RequestedMips;
         }
         var w = new Workspace(snapshot, options, forecast);
         var result = new int[snapshot.Vms.Count];

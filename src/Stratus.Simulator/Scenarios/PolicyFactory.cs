@@ -31,6 +31,7 @@ public static class PolicyFactory
                 Lower = policy.Lower ?? StratusPolicyOptions.Default.Lower,
                 Budget = policy.Budget ?? StratusPolicyOptions.Default.Budget,
                 CooldownIntervals = policy.Cooldown ?? StratusPolicyOptions.Default.CooldownIntervals,
+                InitialOvercommit = policy.InitialOvercommit ?? StratusPolicyOptions.Default.InitialOvercommit,
             });
         }
         var parts = name.Split('-');

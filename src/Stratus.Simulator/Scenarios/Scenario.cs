@@ -87,6 +87,9 @@ public sealed record PolicySpec
 
     /// <summary>Stratus policy: a VM migrated within this many intervals is not moved again by evacuation.</summary>
     public int? Cooldown { get; init; }
+
+    /// <summary>Stratus policy: CPU over-commitment ratio at initial placement (≥ 1).</summary>
+    public double? InitialOvercommit { get; init; }
 }
 
 /// <summary>Realistic-mode parameters.</summary>
