@@ -83,6 +83,9 @@ public sealed class DatacenterSimulation
     private double _underMigration;
 
     private readonly EventQueue<Event> _events = new();
+    private double _pointTime = double.NaN;
+    private PlanetLabTrace.InterpolationPoint _point;
+    private bool _historyTick;
     private double _lastProcess;
     private double _energyJ;
     private readonly double _floorJ;
@@ -485,6 +488,12 @@ public sealed class DatacenterSimulation
         {
             _prevUtil[h] = _util[h];
             _prevOn[h] = _on[h];
+            // An empty host already recorded as idle (and off, in realistic mode) would only record
+            // another idle entry, which changes no metric: skip it.
+            if (_hostVms[h].Count == 0 && _util[h] == 0 && !_hLastActive[h] && (_cloudSim || !_on[h]))
+            {
+                continue;
+            }
             UpdateHost(h, t);
         }
         if (dt > 0)
@@ -549,16 +558,27 @@ public sealed class DatacenterSimulation
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void PrepareTime(double t)
+    {
+        if (t != _pointTime)
+        {
+            _pointTime = t;
+            _point = PlanetLabTrace.InterpolationPoint.At(t, _interval);
+            _historyTick = (t - FirstEventOffset) % _interval == 0;
+        }
+    }
+
     private void UpdateVm(int v, double t)
     {
         if (_reqTime[v] == t)
         {
             return;
         }
-        var u = PlanetLabTrace.UtilizationAt(_samples[v], t, _interval);
+        PrepareTime(t);
+        var u = PlanetLabTrace.UtilizationAt(_samples[v], _point);
         _requested[v] = u * _vmSpec[v].Mips;
         _reqTime[v] = t;
-        if (t > _histPrevTime[v] && (t - FirstEventOffset) % _interval == 0)
+        if (_historyTick && t > _histPrevTime[v])
         {
             if (t != 0 || u != 0)
             {

@@ -78,6 +78,39 @@ public static class PlanetLabTrace
         return data;
     }
 
+    /// <summary>The per-time part of <see cref="UtilizationAt(double[], double, double)"/>, computed once for many VMs.</summary>
+    public readonly record struct InterpolationPoint(bool Exact, int Index, int T1, int T2, double Denominator, double Offset)
+    {
+        /// <summary>Prepares the interpolation at a time.</summary>
+        public static InterpolationPoint At(double time, double interval)
+        {
+            if (time % interval == 0)
+            {
+                return new InterpolationPoint(true, (int)time / (int)interval, 0, 0, 0, 0);
+            }
+            var t1 = (int)Math.Floor(time / interval);
+            var t2 = (int)Math.Ceiling(time / interval);
+            return new InterpolationPoint(false, 0, t1, t2, (t2 - t1) * interval, time - (t1 * interval));
+        }
+    }
+
+    /// <summary>Utilisation at a prepared time; the same floating-point operations as <see cref="UtilizationAt(double[], double, double)"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double UtilizationAt(double[] samples, in InterpolationPoint p)
+    {
+        if (p.Exact)
+        {
+            return samples[Math.Min(p.Index, samples.Length - 1)];
+        }
+        if (p.T2 >= samples.Length)
+        {
+            return samples[^1];
+        }
+        var u1 = samples[p.T1];
+        var delta = (samples[p.T2] - u1) / p.Denominator;
+        return u1 + (delta * p.Offset);
+    }
+
     /// <summary>
     /// Utilisation at virtual time <paramref name="time"/> (s), linearly interpolated between samples
     /// exactly as CloudSim's <c>UtilizationModelPlanetLabInMemory.getUtilization</c>.
