@@ -227,9 +227,23 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         return await _driver.PauseAsync(id, ct);
     }
 
-    private static VmSpec ToSpec(DesiredVm d) => new(
-        d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, d.ImageRef, d.ImageFormat, null, null, null, d.UserData, d.PublicKeys,
-        d.Forwards.Select(f => new PortForward(f.HostPort, f.GuestPort)).ToList(), d.Vcpus, d.MemoryMib);
+    /// <summary>
+    /// The driver's spec for a desired VM. An image of format <c>kernel</c> is a directory bundle
+    /// (the tiny guest: <c>vmlinuz</c>, <c>initrd.img</c>, <c>cmdline</c>, <c>disk.qcow2</c>) booted
+    /// directly; any other image is a disk the VM boots from.
+    /// </summary>
+    public static VmSpec ToSpec(DesiredVm d)
+    {
+        var forwards = d.Forwards.Select(f => new PortForward(f.HostPort, f.GuestPort)).ToList();
+        if (d.ImageFormat == "kernel" && d.ImageRef is { } dir && Directory.Exists(dir))
+        {
+            var cmdline = File.Exists(Path.Combine(dir, "cmdline")) ? File.ReadAllText(Path.Combine(dir, "cmdline")).Trim() : "console=ttyS0";
+            return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, Path.Combine(dir, "disk.qcow2"), "qcow2",
+                Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline, d.UserData, d.PublicKeys, forwards, d.Vcpus, d.MemoryMib);
+        }
+        return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, d.ImageRef, d.ImageFormat, null, null, null, d.UserData, d.PublicKeys,
+            forwards, d.Vcpus, d.MemoryMib);
+    }
 
     private async Task HeartbeatLoopAsync(CancellationToken ct)
     {

@@ -1,5 +1,6 @@
 using Stratus.Agent;
 using Stratus.Compute;
+using Stratus.Compute.Qemu;
 using Stratus.Compute.Simulated;
 using Stratus.Controller;
 
@@ -25,6 +26,7 @@ public sealed class EmbeddedAgents(StratusdOptions options, AgentHub hub, ILogge
             IComputeDriver driver = options.Driver switch
             {
                 "simulated" => new SimulatedDriver(new SimulatedDriverOptions { StateDirectory = Path.Combine(dir, "simulated"), DelayScale = options.SimDelayScale, Seed = i }),
+                "qemu" => new QemuDriver(new QemuDriverOptions { DataDirectory = Path.Combine(dir, "qemu") }, loggers.CreateLogger<QemuDriver>()),
                 _ => throw new InvalidOperationException($"driver '{options.Driver}' is not available in this build"),
             };
             var agent = new AgentRuntime(new AgentOptions { HostName = name, StateDirectory = dir }, driver, hub, loggers.CreateLogger($"Stratus.Agent.{name}"));

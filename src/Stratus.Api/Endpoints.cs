@@ -51,6 +51,21 @@ public static class Endpoints
             var (req, err) = await Http.ReadAsync<CreateImageRequest>(ctx);
             return err ?? Http.From(ctx, await cloud.RegisterImageAsync(req!, ctx.RequestAborted), i => i.ToDto(), 201);
         });
+        v1.MapPost("/images/upload", async (HttpContext ctx, ImageStore images) =>
+        {
+            var type = ctx.Request.ContentType?.Split(';')[0].Trim();
+            if (!string.Equals(type, "application/octet-stream", StringComparison.OrdinalIgnoreCase))
+            {
+                return Http.Problem(ctx, new Problem("unsupported_media_type", 415, "Unsupported media type", "upload the image as application/octet-stream"));
+            }
+            if (ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+            {
+                limit.MaxRequestBodySize = images.MaxBytes;
+            }
+            var q = ctx.Request.Query;
+            var o = await images.ImportAsync(q["name"], ctx.Request.Body, ctx.Request.ContentLength, q["filename"], q["disk_format"], ctx.RequestAborted);
+            return Http.From(ctx, o, i => i.ToDto(), 201);
+        });
         v1.MapGet("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.GetImageAsync(reference, ctx.RequestAborted), i => i.ToDto()));
         v1.MapDelete("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
@@ -140,6 +155,17 @@ public static class Endpoints
         });
         v1.MapGet("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.ListActionsAsync(reference, ctx.RequestAborted), list => new ListDto<ActionDto>(list.Select(a => a.ToDto()).ToList(), null)));
+        v1.MapGet("/servers/{reference}/placement", async (HttpContext ctx, string reference, CloudService cloud, IStateStore store) =>
+        {
+            var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);
+            if (!o.Ok)
+            {
+                return Http.Problem(ctx, o.Problem!);
+            }
+            return await store.GetPlacementAsync(o.Value!.Id, ctx.RequestAborted) is { } d
+                ? Results.Text(d.TraceJson, "application/json")
+                : Http.Problem(ctx, new Problem("not_placed_yet", 404, "No placement decision yet", $"server '{o.Value.Name}' has not been through the scheduler yet"));
+        });
         v1.MapGet("/servers/{reference}/console", async (HttpContext ctx, string reference, CloudService cloud, AgentHub hub) =>
         {
             var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);

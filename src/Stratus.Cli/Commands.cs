@@ -64,7 +64,7 @@ public static class Commands
     }
 
     /// <summary>The driver `up` uses when none is named.</summary>
-    public static string DefaultDriver => Environment.GetEnvironmentVariable("STRATUS_DRIVER") is { Length: > 0 } d ? d : "simulated";
+    public static string DefaultDriver => Environment.GetEnvironmentVariable("STRATUS_DRIVER") is { Length: > 0 } d ? d : "qemu";
 
     private static Command DownCommand()
     {
@@ -148,8 +148,22 @@ public static class Commands
             await c.DeleteImageAsync(r.GetValue(refArg2)!, ct);
             Console.Out.WriteLine($"image {r.GetValue(refArg2)} deleted");
         }));
+        var iname = new Argument<string>("name") { Description = "Image name" };
+        var ifile = new Argument<string>("file") { Description = "qcow2 or raw disk image file (format detected from its content)" };
+        var o3 = OutputOption();
+        var import = new Command("import", "Upload an image (streamed, checksummed, inspected with qemu-img)") { iname, ifile, o3 };
+        import.SetAction((r, ct) => Api(r, async c =>
+        {
+            var f = r.GetValue(ifile)!;
+            if (!File.Exists(f))
+            {
+                throw new StratusApiException(0, "file_not_found", $"'{f}' does not exist");
+            }
+            PrintImages([await c.ImportImageAsync(r.GetValue(iname)!, f, ct)], r.GetValue(o3), true);
+        }));
         cmd.Subcommands.Add(list);
         cmd.Subcommands.Add(show);
+        cmd.Subcommands.Add(import);
         cmd.Subcommands.Add(delete);
         return cmd;
     }
@@ -326,6 +340,33 @@ public static class Commands
         }));
         cmd.Subcommands.Add(actions);
         cmd.Subcommands.Add(KeypairCommands.Ssh(Api));
+
+        var pref = new Argument<string>("server") { Description = "Server name or id" };
+        var pout = OutputOption();
+        var placementCmd = new Command("placement", "Show why the scheduler placed the server where it did (or could not)") { pref, pout };
+        placementCmd.SetAction((r, ct) => Api(r, async c =>
+        {
+            var p = await c.PlacementAsync(r.GetValue(pref)!, ct);
+            if (Output.IsJson(r.GetValue(pout)))
+            {
+                Output.Json(p);
+                return;
+            }
+            Output.Fields([
+                ("outcome", p.Outcome), ("host_id", p.HostId), ("profile", p.Profile),
+                ("hosts", $"{p.FleetSize} in fleet, {p.HostsConsidered} examined, {p.SampleSize} scored"),
+                ("decided_at", p.DecidedAt.ToString("u", Output.Inv)),
+            ]);
+            foreach (var reason in p.Reasons)
+            {
+                Console.Out.WriteLine($"reason: {reason}");
+            }
+            Console.Out.WriteLine();
+            Output.Table(["FILTER", "REACHED", "REMOVED"], p.Filters.Select(f => new[] { f.Filter, f.Before.ToString(Output.Inv), f.Removed.ToString(Output.Inv) }));
+            Console.Out.WriteLine();
+            Output.Table(["CANDIDATE", "HOST_ID", "SCORE"], p.Top.Select(t => new[] { t.Name, t.HostId, t.Score.ToString("0.000", Output.Inv) }));
+        }));
+        cmd.Subcommands.Add(placementCmd);
         return cmd;
     }
 

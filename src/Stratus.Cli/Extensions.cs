@@ -1,9 +1,29 @@
 using System.CommandLine;
+using Stratus.Simulator.Placement;
 
 namespace Stratus.Cli;
 
-/// <summary>Local verbs that run parts of Stratus in this process (simulate, bench).</summary>
+/// <summary>Local verbs that run parts of Stratus in this process (bench, simulate).</summary>
 public static class Extensions
 {
-    public static IEnumerable<Command> Commands() => [];
+    public static IEnumerable<Command> Commands()
+    {
+        var bench = new Command("bench", "Run a benchmark scenario on this machine");
+        var args = new Argument<string[]>("args") { Arity = ArgumentArity.ZeroOrMore, Description = "Scenario options (see `bench placement --help`)" };
+        var placement = new Command("placement",
+            "Replay a real workload through the production scheduler: [--hosts N] [--profile spread|pack|energy] [--workload azure|alibaba] " +
+            "[--placers N] [--anti-affinity] [--gpu] [--order size|trace] [--sample N] [--arrivals N] [--repack-peak] [--data DIR] [-o json|table]") { args };
+        placement.TreatUnmatchedTokensAsErrors = false;
+        placement.SetAction(r =>
+        {
+            var rest = (r.GetValue(args) ?? []).Concat(r.UnmatchedTokens).ToArray();
+            if (!rest.Contains("--data") && Environment.GetEnvironmentVariable("STRATUS_HOME") is { Length: > 0 } home)
+            {
+                rest = [.. rest, "--data", Path.Combine(home, "..", "shared", "data")];
+            }
+            return PlacementBenchCommand.Run(rest, Console.Out, Console.Error);
+        });
+        bench.Subcommands.Add(placement);
+        yield return bench;
+    }
 }

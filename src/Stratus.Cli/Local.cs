@@ -28,6 +28,25 @@ public static class Local
             Console.Error.WriteLine($"error: stratusd not found at {Stratusd}; run through ./stratus");
             return 1;
         }
+        if (driver == "qemu" && !extra.Contains("--tiny-image"))
+        {
+            // The default guest: built from the distribution's packages when missing (seconds when cached).
+            var tiny = Path.Combine(dataDir, "images", "tiny");
+            var build = Path.Combine(Home, "tools", "guest", "build.sh");
+            var psiBuild = new ProcessStartInfo("bash", [build, tiny]) { UseShellExecute = false, RedirectStandardOutput = true };
+            using (var b = Process.Start(psiBuild)!)
+            {
+                var outText = await b.StandardOutput.ReadToEndAsync(ct);
+                await b.WaitForExitAsync(ct);
+                Console.Error.Write(outText);
+                if (b.ExitCode != 0)
+                {
+                    Console.Error.WriteLine($"error: building the tiny guest image failed (exit {b.ExitCode}); see the output above");
+                    return 1;
+                }
+            }
+            extra = [.. extra, "--tiny-image", tiny];
+        }
         var args = new List<string> { "--data-dir", dataDir, "--port", port.ToString(Output.Inv), "--driver", driver, "--hosts", hosts.ToString(Output.Inv) };
         args.AddRange(extra);
         if (!detach)

@@ -44,6 +44,19 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public async Task<IReadOnlyList<ImageDto>> ListImagesAsync(CancellationToken ct = default) => (await GetAsync<ListDto<ImageDto>>("v1/images", ct)).Items;
     public Task<ImageDto> GetImageAsync(string reference, CancellationToken ct = default) => GetAsync<ImageDto>($"v1/images/{Esc(reference)}", ct);
     public Task<ImageDto> RegisterImageAsync(CreateImageRequest r, CancellationToken ct = default) => SendAsync<ImageDto>(HttpMethod.Post, "v1/images", r, null, ct);
+    /// <summary>Uploads an image file (streamed); the controller detects the format from the content.</summary>
+    public async Task<ImageDto> ImportImageAsync(string name, string path, CancellationToken ct = default)
+    {
+        await using var file = File.OpenRead(path);
+        using var req = new HttpRequestMessage(HttpMethod.Post, $"v1/images/upload?name={Esc(name)}&filename={Esc(Path.GetFileName(path))}")
+        {
+            Content = new StreamContent(file, 1 << 16),
+        };
+        req.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream");
+        req.Content.Headers.ContentLength = file.Length;
+        return await SendRawAsync<ImageDto>(req, ct);
+    }
+
     public Task DeleteImageAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/images/{Esc(reference)}", null, null, ct);
 
     // servers
@@ -86,6 +99,8 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public async Task<IReadOnlyList<ActionDto>> ListActionsAsync(string reference, CancellationToken ct = default) =>
         (await GetAsync<ListDto<ActionDto>>($"v1/servers/{Esc(reference)}/actions", ct)).Items;
 
+    public Task<PlacementDto> PlacementAsync(string reference, CancellationToken ct = default) => GetAsync<PlacementDto>($"v1/servers/{Esc(reference)}/placement", ct);
+
     public Task<ConsoleDto> ConsoleAsync(string reference, CancellationToken ct = default) => GetAsync<ConsoleDto>($"v1/servers/{Esc(reference)}/console", ct);
 
     // keypairs
@@ -112,6 +127,11 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         {
             req.Headers.Add("Idempotency-Key", idempotencyKey);
         }
+        return await SendRawAsync<T>(req, ct);
+    }
+
+    private async Task<T> SendRawAsync<T>(HttpRequestMessage req, CancellationToken ct)
+    {
         HttpResponseMessage resp;
         try
         {

@@ -99,9 +99,8 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
             if (a is null || !a.Exists)
             {
                 var deleted = inst with { VmState = VmState.Deleted, Task = null, PowerState = PowerState.NoState, UpdatedAt = now, TaskRequestedAt = null };
-                if (await store.ReleaseAsync(deleted, null, ct) == CasOutcome.Ok)
+                if (await store.ReleaseAsync(deleted, null, new ActionFinish("success", null, now), ct) == CasOutcome.Ok)
                 {
-                    await store.FinishActionAsync(inst.Id, "success", null, now, ct);
                     LogTransition(log, inst.Id, "deleting", "deleted");
                 }
             }
@@ -148,9 +147,9 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         {
             return;
         }
-        if (await store.UpdateInstanceAsync(next, null, ct) == CasOutcome.Ok && result is not null)
+        var finish = result is null ? null : new ActionFinish(result, message, now);
+        if (await store.UpdateInstanceAsync(next, null, finish, ct) == CasOutcome.Ok && result is not null)
         {
-            await store.FinishActionAsync(inst.Id, result, message, now, ct);
             LogTransition(log, inst.Id, inst.Task is { } t ? Names.Of(t) : "-", Names.Of(next.VmState));
         }
     }

@@ -28,8 +28,17 @@ public sealed class ImageStore(IStateStore store, IImageInspector inspector, Tim
 
     public string Directory => directory;
 
-    public async Task<Outcome<Image>> ImportAsync(string? name, Stream content, long? declaredLength, CancellationToken ct)
+    /// <summary>
+    /// Imports an image from <paramref name="content"/>. The format comes from the content; when the
+    /// uploader's file name or declared format says otherwise, the upload is refused (a raw file named
+    /// .qcow2 is a mistake, not a qcow2).
+    /// </summary>
+    public async Task<Outcome<Image>> ImportAsync(string? name, Stream content, long? declaredLength, string? fileName, string? declaredFormat, CancellationToken ct)
     {
+        if (declaredFormat is not null && declaredFormat is not ("qcow2" or "raw"))
+        {
+            return Problem.Validation([new FieldError("disk_format", "invalid", "must be qcow2 or raw (or left out: the format is detected)")]);
+        }
         if (NameRules.Check(name) is { } bad)
         {
             return Problem.Validation([new FieldError("name", name is null ? "required" : "invalid", bad)]);
@@ -78,6 +87,17 @@ public sealed class ImageStore(IStateStore store, IImageInspector inspector, Tim
             if (found.Error is not null)
             {
                 return new Problem(found.ErrorCode ?? "invalid_image", 400, "The image is not usable", found.Error);
+            }
+            var claimed = declaredFormat ?? Path.GetExtension(fileName ?? "").TrimStart('.').ToLowerInvariant() switch
+            {
+                "qcow2" => "qcow2",
+                "raw" or "img" => "raw",
+                _ => null,
+            };
+            if (claimed is not null && claimed != found.Format)
+            {
+                return new Problem("format_mismatch", 400, "The image is not what it claims to be",
+                    $"the upload claims {claimed} ({(declaredFormat is null ? $"file name '{fileName}'" : "disk_format")}) but its content is {found.Format}");
             }
             var final = Path.Combine(directory, $"{id}.{found.Format}");
             File.Move(part, final);

@@ -89,6 +89,7 @@ public sealed partial class Reconciler(
             for (var attempt = 0; ; attempt++)
             {
                 var result = placement.Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone), snapshot);
+                await RecordAsync(inst, result, ct);
                 if (result is Placed p)
                 {
                     var now = time.GetUtcNow();
@@ -121,14 +122,29 @@ public sealed partial class Reconciler(
                 var fault = "no valid host: " + string.Join("; ", reasons);
                 var t = time.GetUtcNow();
                 var failed = inst with { VmState = VmState.Error, Task = null, Fault = fault, UpdatedAt = t, TaskRequestedAt = null };
-                if (await store.UpdateInstanceAsync(failed, null, ct) == CasOutcome.Ok)
+                if (await store.UpdateInstanceAsync(failed, null, new ActionFinish("error", fault, t), ct) == CasOutcome.Ok)
                 {
-                    await store.FinishActionAsync(inst.Id, "error", fault, t, ct);
                     LogUnschedulable(log, inst.Id, fault);
                 }
                 break;
             }
         }
+    }
+
+    private async Task RecordAsync(Instance inst, PlacementResult result, CancellationToken ct)
+    {
+        var t = result.Trace;
+        var (outcome, host, reasons) = result switch
+        {
+            Placed p => ("placed", p.Host.ToString(), ImmutableArray<string>.Empty),
+            Unschedulable u => ("unschedulable", null, u.Reasons),
+            UnschedulableAndUnresolvable u => ("unschedulable_and_unresolvable", null, u.Reasons),
+            _ => ("unknown", (string?)null, ImmutableArray<string>.Empty),
+        };
+        var dto = new Core.Wire.PlacementDto(inst.Id.ToString(), outcome, host, reasons, t.Profile, t.FleetSize, t.HostsConsidered, t.SampleSize,
+            t.Filters.Select(f => new Core.Wire.FilterStepDto(f.Filter, f.Before, f.Removed)).ToList(),
+            t.Top.Select(c => new Core.Wire.CandidateDto(c.Host.ToString(), c.Name, Math.Round(c.Score, 6))).ToList(), time.GetUtcNow());
+        await store.RecordPlacementAsync(inst.Id, System.Text.Json.JsonSerializer.Serialize(dto, Core.Wire.WireJson.Options), dto.DecidedAt, ct);
     }
 
     private async Task<ClusterSnapshot> SnapshotAsync(CancellationToken ct) => ClusterSnapshot.Of(await store.ListHostsAsync(ct));
@@ -149,10 +165,8 @@ public sealed partial class Reconciler(
                 continue;
             }
             var fault = $"task {Core.Lifecycle.Names.Of(inst.Task!.Value)} did not finish within {options.TaskTimeout.TotalSeconds:0} s";
-            if (await store.UpdateInstanceAsync(inst with { VmState = VmState.Error, Task = null, Fault = fault, UpdatedAt = now, TaskRequestedAt = null }, null, ct) == CasOutcome.Ok)
-            {
-                await store.FinishActionAsync(inst.Id, "error", fault, now, ct);
-            }
+            await store.UpdateInstanceAsync(inst with { VmState = VmState.Error, Task = null, Fault = fault, UpdatedAt = now, TaskRequestedAt = null }, null,
+                new ActionFinish("error", fault, now), ct);
         }
     }
 

@@ -43,6 +43,9 @@ public enum CreateStatus
 /// <summary>Outcome of creating a server.</summary>
 public sealed record CreateInstanceOutcome(Instance Instance, CreateStatus Status);
 
+/// <summary>Closes the newest open action-log entry of a server in the same transaction as a state change.</summary>
+public sealed record ActionFinish(string Result, string? Message, DateTimeOffset At);
+
 /// <summary>Outcome of a delete that may be refused because something still uses the object.</summary>
 public enum DeleteOutcome { Deleted, NotFound, InUse }
 
@@ -92,7 +95,11 @@ public interface IStateStore : IAsyncDisposable
     /// <summary>Live servers placed on a host.</summary>
     Task<IReadOnlyList<Instance>> ListInstancesOnHostAsync(HostId host, CancellationToken cancellationToken);
     /// <summary>Replaces a server row if its version is still <c>updated.Version</c>; the stored version becomes +1. Optionally appends an action.</summary>
-    Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken);
+    Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) =>
+        UpdateInstanceAsync(updated, action, null, cancellationToken);
+
+    /// <summary>As above, and closes the newest open action-log entry with <paramref name="finish"/> in the same transaction.</summary>
+    Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken);
 
     /// <summary>
     /// Claims <paramref name="resources"/> on a host for an instance, in one transaction: the host's
@@ -102,9 +109,18 @@ public interface IStateStore : IAsyncDisposable
     Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector resources, CancellationToken cancellationToken);
 
     /// <summary>Releases the instance's allocation (if any) and CAS-updates the instance row, in one transaction.</summary>
-    Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken);
+    Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) =>
+        ReleaseAsync(updated, action, null, cancellationToken);
+
+    /// <summary>As above, and closes the newest open action-log entry with <paramref name="finish"/> in the same transaction.</summary>
+    Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<Allocation>> ListAllocationsAsync(CancellationToken cancellationToken);
+
+    // Placement decisions
+    /// <summary>Keeps the latest placement decision trace (JSON) of a server, for `server placement`.</summary>
+    Task RecordPlacementAsync(InstanceId id, string traceJson, DateTimeOffset at, CancellationToken cancellationToken);
+    Task<(string TraceJson, DateTimeOffset At)?> GetPlacementAsync(InstanceId id, CancellationToken cancellationToken);
 
     // Keypairs
     /// <summary>Inserts a keypair; false when the name is taken.</summary>

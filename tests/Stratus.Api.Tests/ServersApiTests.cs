@@ -26,6 +26,12 @@ public sealed class ServersApiTests(TestCloud cloud) : IClassFixture<TestCloud>
         Assert.Equal(1, s.Vcpus);
         var host = await C.GetHostAsync(s.HostId!);
         Assert.True(host.Used.RamMib >= 256);
+        var placement = await C.PlacementAsync(s.Id);
+        Assert.Equal("placed", placement.Outcome);
+        Assert.Equal(s.HostId, placement.HostId);
+        Assert.Equal(3, placement.FleetSize);
+        Assert.Equal(s.HostId, placement.Top[0].HostId);
+        Assert.NotEmpty(placement.Filters);
         var log = await C.ListActionsAsync(s.Id);
         var create = Assert.Single(log);
         Assert.Equal("create", create.Action);
@@ -218,6 +224,10 @@ public sealed class ServersApiTests(TestCloud cloud) : IClassFixture<TestCloud>
         Assert.StartsWith("no valid host: memory: largest free ", e.Fault, StringComparison.Ordinal);
         Assert.EndsWith(", asked 200 GiB", e.Fault, StringComparison.Ordinal);
         Assert.Null(e.HostId);
+        var why = await C.PlacementAsync(s.Id);
+        Assert.Equal("unschedulable_and_unresolvable", why.Outcome);
+        Assert.Contains(why.Reasons, r => r.Contains("asked 200 GiB", StringComparison.Ordinal));
+        Assert.Contains(why.Filters, f => f.Removed == 3);
         await C.DeleteServerAsync(s.Id);
         Assert.Equal("deleted", (await C.GetServerAsync(s.Id)).VmState);
     }

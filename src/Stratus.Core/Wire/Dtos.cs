@@ -88,6 +88,16 @@ public sealed record KeypairDto(string Id, string Name, string PublicKey, string
 /// <summary>POST /v1/keypairs: import a public key.</summary>
 public sealed record ImportKeypairRequest(string? Name, string? PublicKey);
 
+/// <summary>GET /v1/servers/{id}/placement: why the scheduler chose (or could not choose) a host.</summary>
+public sealed record PlacementDto(string ServerId, string Outcome, string? HostId, IReadOnlyList<string> Reasons, string Profile, int FleetSize,
+    int HostsConsidered, int SampleSize, IReadOnlyList<FilterStepDto> Filters, IReadOnlyList<CandidateDto> Top, DateTimeOffset DecidedAt);
+
+/// <summary>A filter's effect in a decision: hosts that reached it and hosts it removed.</summary>
+public sealed record FilterStepDto(string Filter, int Before, int Removed);
+
+/// <summary>A scored candidate host in a decision.</summary>
+public sealed record CandidateDto(string HostId, string Name, double Score);
+
 /// <summary>A page of a list.</summary>
 public sealed record ListDto<T>(IReadOnlyList<T> Items, string? NextMarker);
 

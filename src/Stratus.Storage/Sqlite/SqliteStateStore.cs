@@ -417,15 +417,36 @@ public sealed class SqliteStateStore : IStateStore
     public Task<IReadOnlyList<Instance>> ListInstancesOnHostAsync(HostId host, CancellationToken cancellationToken) =>
         QueryAsync($"SELECT {InstanceCols} FROM instances WHERE host_id=$k AND vm_state <> 'deleted' ORDER BY id", host.ToString(), ReadInstance, cancellationToken);
 
-    public Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
         var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
-        if (outcome == CasOutcome.Ok && action is not null)
+        if (outcome == CasOutcome.Ok)
         {
-            await InsertActionAsync(c, tx, action, cancellationToken);
+            await FinishInTxAsync(c, tx, updated.Id, finish, cancellationToken);
+            if (action is not null)
+            {
+                await InsertActionAsync(c, tx, action, cancellationToken);
+            }
         }
         return outcome;
     }, cancellationToken);
+
+    private static async Task FinishInTxAsync(SqliteConnection c, SqliteTransaction tx, InstanceId id, ActionFinish? finish, CancellationToken ct)
+    {
+        if (finish is null)
+        {
+            return;
+        }
+        await using var cmd = Cmd(c, tx, """
+            UPDATE instance_actions SET finished_at=$f, result=$r, message=COALESCE($m, message)
+            WHERE seq = (SELECT MAX(seq) FROM instance_actions WHERE instance_id=$i AND finished_at IS NULL)
+            """);
+        cmd.Parameters.AddWithValue("$i", id.ToString());
+        cmd.Parameters.AddWithValue("$f", finish.At.ToString("O"));
+        cmd.Parameters.AddWithValue("$r", finish.Result);
+        cmd.Parameters.AddWithValue("$m", (object?)finish.Message ?? DBNull.Value);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
 
     private static async Task<CasOutcome> CasInstanceAsync(SqliteConnection c, SqliteTransaction tx, Instance i, CancellationToken ct)
     {
@@ -493,7 +514,7 @@ public sealed class SqliteStateStore : IStateStore
         return outcome;
     }, cancellationToken);
 
-    public Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
         var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
         if (outcome != CasOutcome.Ok)
@@ -501,6 +522,7 @@ public sealed class SqliteStateStore : IStateStore
             await tx.RollbackAsync(cancellationToken);
             return outcome;
         }
+        await FinishInTxAsync(c, tx, updated.Id, finish, cancellationToken);
         await using (var sel = Cmd(c, tx, "SELECT host_id,cpu_milli,mem_mib,disk_gib FROM allocations WHERE instance_id=$i"))
         {
             sel.Parameters.AddWithValue("$i", updated.Id.ToString());
@@ -540,6 +562,26 @@ public sealed class SqliteStateStore : IStateStore
         QueryAsync("SELECT instance_id,host_id,cpu_milli,mem_mib,disk_gib FROM allocations ORDER BY instance_id", null,
             r => new Allocation(new InstanceId(Guid.Parse(r.GetString(0))), new HostId(Guid.Parse(r.GetString(1))), new ResourceVector(r.GetInt64(2), r.GetInt64(3), r.GetInt64(4))),
             cancellationToken);
+
+    // ---------- placement decisions ----------
+
+    public Task RecordPlacementAsync(InstanceId id, string traceJson, DateTimeOffset at, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "INSERT OR REPLACE INTO placement_decisions(instance_id,decided_at,trace) VALUES ($i,$at,$t)");
+        cmd.Parameters.AddWithValue("$i", id.ToString());
+        cmd.Parameters.AddWithValue("$at", at.ToString("O"));
+        cmd.Parameters.AddWithValue("$t", traceJson);
+        return await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }, cancellationToken);
+
+    public Task<(string TraceJson, DateTimeOffset At)?> GetPlacementAsync(InstanceId id, CancellationToken cancellationToken) => ReadAsync<(string, DateTimeOffset)?>(async c =>
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT trace, decided_at FROM placement_decisions WHERE instance_id=$i";
+        cmd.Parameters.AddWithValue("$i", id.ToString());
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        return await r.ReadAsync(cancellationToken) ? (r.GetString(0), Date(r.GetString(1))) : null;
+    }, cancellationToken);
 
     // ---------- keypairs ----------
 
@@ -593,15 +635,8 @@ public sealed class SqliteStateStore : IStateStore
 
     public Task FinishActionAsync(InstanceId id, string result, string? message, DateTimeOffset at, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
-        await using var cmd = Cmd(c, tx, """
-            UPDATE instance_actions SET finished_at=$f, result=$r, message=COALESCE($m, message)
-            WHERE seq = (SELECT MAX(seq) FROM instance_actions WHERE instance_id=$i AND finished_at IS NULL)
-            """);
-        cmd.Parameters.AddWithValue("$i", id.ToString());
-        cmd.Parameters.AddWithValue("$f", at.ToString("O"));
-        cmd.Parameters.AddWithValue("$r", result);
-        cmd.Parameters.AddWithValue("$m", (object?)message ?? DBNull.Value);
-        return await cmd.ExecuteNonQueryAsync(cancellationToken);
+        await FinishInTxAsync(c, tx, id, new ActionFinish(result, message, at), cancellationToken);
+        return 0;
     }, cancellationToken);
 
     // ---------- dump ----------

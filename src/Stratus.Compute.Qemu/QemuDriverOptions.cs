@@ -1,0 +1,113 @@
+using System.Net;
+using System.Text;
+
+namespace Stratus.Compute.Qemu;
+
+/// <summary>Which hypervisor accelerator to use.</summary>
+public enum AcceleratorMode
+{
+    /// <summary>Probe <c>/dev/kvm</c> with a bounded trial boot; TCG when it does not work.</summary>
+    Auto,
+    /// <summary>Always KVM (fails at start when it does not work).</summary>
+    Kvm,
+    /// <summary>Always TCG (software emulation).</summary>
+    Tcg,
+}
+
+/// <summary>Which cgroup hierarchy the driver writes VM limits into.</summary>
+public enum CgroupMode
+{
+    /// <summary>v2 when the unified hierarchy has the cpu and memory controllers, else v1 when mounted, else none.</summary>
+    Auto,
+    V1,
+    V2,
+    /// <summary>No cgroups (limits are not enforced; for unprivileged development only).</summary>
+    None,
+}
+
+/// <summary>Start-up configuration of <see cref="QemuDriver"/>. Call <see cref="Validate"/> (the driver does).</summary>
+public sealed class QemuDriverOptions
+{
+    /// <summary>Directory holding one sub-directory per VM (<c>vms/&lt;id&gt;/</c>: spec, disk, console, pid, QMP socket).
+    /// Must be an absolute path short enough for unix socket paths (at most 60 bytes).</summary>
+    public string DataDirectory { get; set; } = "/var/lib/stratus/compute";
+
+    /// <summary>The QEMU system emulator to exec (absolute path or a name found on PATH).</summary>
+    public string QemuBinary { get; set; } = "qemu-system-x86_64";
+
+    /// <summary>The <c>qemu-img</c> tool.</summary>
+    public string QemuImgBinary { get; set; } = "qemu-img";
+
+    /// <summary>Accelerator choice; <see cref="AcceleratorMode.Auto"/> probes KVM with a trial boot.</summary>
+    public AcceleratorMode Accelerator { get; set; } = AcceleratorMode.Auto;
+
+    /// <summary>How long the KVM trial boot may take before KVM is declared unusable. 1–30 s.</summary>
+    public TimeSpan KvmProbeTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>TCG translation-block cache per VM, in MiB (bounds QEMU's memory overhead under TCG). 8–1024.</summary>
+    public int TcgTbSizeMib { get; set; } = 64;
+
+    /// <summary>Default time a guest gets to power off on the ACPI button before it is forced off
+    /// (used by soft reboot and <see cref="IComputeDriver.DestroyAsync"/> never waits for it). 0–10 min.</summary>
+    public TimeSpan GracefulStopTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long QEMU may take to open its QMP socket after exec. 1–60 s.</summary>
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Timeout of one QMP command. 1–120 s.</summary>
+    public TimeSpan QmpCommandTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Address host-side port forwards bind to. Loopback by default.</summary>
+    public IPAddress ForwardBindAddress { get; set; } = IPAddress.Loopback;
+
+    /// <summary>Cgroup hierarchy to use.</summary>
+    public CgroupMode Cgroups { get; set; } = CgroupMode.Auto;
+
+    /// <summary>Root of the cgroup file systems (v1: its controller mounts live below it; v2: the unified mount).</summary>
+    public string CgroupRoot { get; set; } = "/sys/fs/cgroup";
+
+    /// <summary>Name of the parent cgroup all VM cgroups are created under.</summary>
+    public string CgroupParent { get; set; } = "stratus";
+
+    /// <summary>Memory QEMU needs beyond the guest's RAM, in MiB; the cgroup limit is RAM plus this.
+    /// Null: measured default (TCG: tb-size + 96 MiB; KVM: 64 MiB). 16–4096.</summary>
+    public int? MemoryOverheadMib { get; set; }
+
+    /// <summary>CFS period for CPU caps, in microseconds. 1000–1000000.</summary>
+    public int CpuPeriodMicroseconds { get; set; } = 100_000;
+
+    /// <summary>Largest user-data accepted, in bytes (the config drive must hold it). 1 KiB–16 MiB.</summary>
+    public int MaxUserDataBytes { get; set; } = 64 * 1024;
+
+    /// <summary>Throws <see cref="ArgumentException"/> listing every invalid option at once.</summary>
+    public void Validate()
+    {
+        var errors = new List<string>();
+        if (string.IsNullOrWhiteSpace(DataDirectory) || !Path.IsPathFullyQualified(DataDirectory))
+        {
+            errors.Add("DataDirectory must be an absolute path");
+        }
+        else if (Encoding.UTF8.GetByteCount(DataDirectory) > 60)
+        {
+            errors.Add("DataDirectory must be at most 60 bytes long (unix socket paths are limited to 107 bytes)");
+        }
+
+        if (string.IsNullOrWhiteSpace(QemuBinary)) errors.Add("QemuBinary is required");
+        if (string.IsNullOrWhiteSpace(QemuImgBinary)) errors.Add("QemuImgBinary is required");
+        if (KvmProbeTimeout < TimeSpan.FromSeconds(1) || KvmProbeTimeout > TimeSpan.FromSeconds(30)) errors.Add("KvmProbeTimeout must be 1–30 s");
+        if (TcgTbSizeMib is < 8 or > 1024) errors.Add("TcgTbSizeMib must be 8–1024");
+        if (GracefulStopTimeout < TimeSpan.Zero || GracefulStopTimeout > TimeSpan.FromMinutes(10)) errors.Add("GracefulStopTimeout must be 0–10 min");
+        if (StartTimeout < TimeSpan.FromSeconds(1) || StartTimeout > TimeSpan.FromSeconds(60)) errors.Add("StartTimeout must be 1–60 s");
+        if (QmpCommandTimeout < TimeSpan.FromSeconds(1) || QmpCommandTimeout > TimeSpan.FromSeconds(120)) errors.Add("QmpCommandTimeout must be 1–120 s");
+        if (ForwardBindAddress is null) errors.Add("ForwardBindAddress is required");
+        if (string.IsNullOrWhiteSpace(CgroupRoot) || !Path.IsPathFullyQualified(CgroupRoot)) errors.Add("CgroupRoot must be an absolute path");
+        if (string.IsNullOrWhiteSpace(CgroupParent) || CgroupParent.Contains('/', StringComparison.Ordinal) || CgroupParent.StartsWith('.')) errors.Add("CgroupParent must be a plain directory name");
+        if (MemoryOverheadMib is { } m && m is < 16 or > 4096) errors.Add("MemoryOverheadMib must be 16–4096");
+        if (CpuPeriodMicroseconds is < 1000 or > 1_000_000) errors.Add("CpuPeriodMicroseconds must be 1000–1000000");
+        if (MaxUserDataBytes is < 1024 or > 16 * 1024 * 1024) errors.Add("MaxUserDataBytes must be 1 KiB–16 MiB");
+        if (errors.Count > 0)
+        {
+            throw new ArgumentException("Invalid QemuDriverOptions: " + string.Join("; ", errors));
+        }
+    }
+}

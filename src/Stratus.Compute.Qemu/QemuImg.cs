@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Stratus.Compute.Qemu;
+
+/// <summary>What <c>qemu-img info</c> says about an image (format detected from content, never from the name).</summary>
+/// <param name="Format">Detected format ("qcow2", "raw", ...).</param>
+/// <param name="VirtualSizeBytes">Size the guest sees.</param>
+/// <param name="ActualSizeBytes">Bytes used on the host.</param>
+/// <param name="BackingFile">Backing file named in the image header, when there is one.</param>
+/// <param name="Corrupt">qcow2 "corrupt" flag from the header.</param>
+public sealed record QemuImageInfo(string Format, long VirtualSizeBytes, long ActualSizeBytes, string? BackingFile, bool Corrupt);
+
+/// <summary>Result of <c>qemu-img check</c>.</summary>
+/// <param name="Ok">No corruption and no leaks worth failing for.</param>
+/// <param name="Detail">qemu-img's own words when not ok.</param>
+public sealed record QemuImageCheck(bool Ok, int Corruptions, int Leaks, string? Detail);
+
+/// <summary>
+/// Runs <c>qemu-img</c> (exec'd directly, arguments never pass through a shell). Errors become
+/// <see cref="ComputeException"/> with code <c>image_invalid</c> (the file is not a usable image) or
+/// <c>hypervisor_error</c> (the tool failed to run).
+/// </summary>
+public sealed class QemuImg(string binary = "qemu-img")
+{
+    /// <summary>Inspects an image. <paramref name="mayBeInUse"/> adds <c>-U</c> (read without taking QEMU's lock).</summary>
+    public async Task<QemuImageInfo> InfoAsync(string path, bool mayBeInUse, CancellationToken cancellationToken)
+    {
+        var args = new List<string> { "info", "--output=json" };
+        if (mayBeInUse)
+        {
+            args.Add("-U");
+        }
+
+        args.Add(path);
+        var (code, stdout, stderr) = await RunAsync(args, cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("image_invalid", $"qemu-img info failed for {Path.GetFileName(path)}: {stderr.Trim()}");
+        }
+
+        return ParseInfo(stdout);
+    }
+
+    /// <summary>Parses <c>qemu-img info --output=json</c> output.</summary>
+    internal static QemuImageInfo ParseInfo(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var root = doc.RootElement;
+        var format = root.GetProperty("format").GetString() ?? "";
+        var virtualSize = root.TryGetProperty("virtual-size", out var vs) ? vs.GetInt64() : 0;
+        var actual = root.TryGetProperty("actual-size", out var a) ? a.GetInt64() : 0;
+        var backing = root.TryGetProperty("backing-filename", out var b) ? b.GetString() : null;
+        var corrupt = root.TryGetProperty("format-specific", out var fs)
+            && fs.TryGetProperty("data", out var data)
+            && data.TryGetProperty("corrupt", out var c)
+            && c.ValueKind == JsonValueKind.True;
+        return new QemuImageInfo(format, virtualSize, actual, backing, corrupt);
+    }
+
+    /// <summary>Checks an image's consistency (qcow2 and other formats with metadata; raw always passes).</summary>
+    public async Task<QemuImageCheck> CheckAsync(string path, string format, CancellationToken cancellationToken)
+    {
+        var (code, stdout, stderr) = await RunAsync(["check", "--output=json", "-f", format, path], cancellationToken);
+        // Exit codes: 0 ok, 1 check not completed (error), 2 corruptions, 3 leaks only, 63 format has no check.
+        if (code == 63)
+        {
+            return new QemuImageCheck(true, 0, 0, null);
+        }
+
+        var corruptions = 0;
+        var leaks = 0;
+        if (stdout.TrimStart().StartsWith('{'))
+        {
+            using var doc = JsonDocument.Parse(stdout);
+            var root = doc.RootElement;
+            corruptions = root.TryGetProperty("corruptions", out var c) ? c.GetInt32() : 0;
+            leaks = root.TryGetProperty("leaks", out var l) ? l.GetInt32() : 0;
+        }
+
+        return code is 0 or 3
+            ? new QemuImageCheck(true, corruptions, leaks, null)
+            : new QemuImageCheck(false, corruptions, leaks, (stderr + stdout).Trim());
+    }
+
+    /// <summary>
+    /// Validates an uploaded image before it becomes a base image: the format is detected from the content (never the
+    /// file name) and must be qcow2 or raw; a backing file is refused (<c>image_has_backing_file</c>: it could point
+    /// anywhere on the host); a qcow2 must pass <c>qemu-img check</c> and not be flagged corrupt (<c>image_invalid</c>,
+    /// which also covers truncated and unreadable files).
+    /// </summary>
+    public async Task<QemuImageInfo> InspectForImportAsync(string path, CancellationToken cancellationToken)
+    {
+        var info = await InfoAsync(path, mayBeInUse: false, cancellationToken);
+        if (info.Format is not ("qcow2" or "raw"))
+        {
+            throw new ComputeException("image_invalid", $"image format {info.Format} is not supported (qcow2 or raw)");
+        }
+
+        if (info.BackingFile is not null)
+        {
+            throw new ComputeException("image_has_backing_file", "image refers to a backing file; upload a standalone image (qemu-img convert)");
+        }
+
+        if (info.Corrupt || info.VirtualSizeBytes <= 0)
+        {
+            throw new ComputeException("image_invalid", "image is marked corrupt or has no size");
+        }
+
+        var check = await CheckAsync(path, info.Format, cancellationToken);
+        return check.Ok ? info : throw new ComputeException("image_invalid", $"image failed its consistency check: {check.Detail}");
+    }
+
+    /// <summary>Creates a qcow2 overlay of <paramref name="sizeBytes"/> over a read-only base image
+    /// (<c>-F</c> names the base's format explicitly so it is never probed).</summary>
+    public async Task CreateOverlayAsync(string overlayPath, string basePath, string baseFormat, long sizeBytes, CancellationToken cancellationToken)
+    {
+        var (code, _, stderr) = await RunAsync(["create", "-q", "-f", "qcow2", "-b", Path.GetFullPath(basePath), "-F", baseFormat, overlayPath, sizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)], cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("image_invalid", $"qemu-img create overlay failed: {stderr.Trim()}");
+        }
+    }
+
+    /// <summary>Creates an empty image of <paramref name="sizeBytes"/>.</summary>
+    public async Task CreateBlankAsync(string path, string format, long sizeBytes, CancellationToken cancellationToken)
+    {
+        var (code, _, stderr) = await RunAsync(["create", "-q", "-f", format, path, sizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)], cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("hypervisor_error", $"qemu-img create failed: {stderr.Trim()}");
+        }
+    }
+
+    private async Task<(int Code, string Stdout, string Stderr)> RunAsync(IEnumerable<string> args, CancellationToken cancellationToken)
+    {
+        var psi = new ProcessStartInfo(binary)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new ComputeException("hypervisor_error", $"could not start {binary}");
+        }
+        catch (System.ComponentModel.Win32Exception ex)
+        {
+            throw new ComputeException("hypervisor_error", $"could not start {binary}: {ex.Message} (is qemu-utils installed?)");
+        }
+
+        using (process)
+        {
+            process.StandardInput.Close();
+            var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
+            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+            try
+            {
+                await process.WaitForExitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                process.Kill();
+                throw;
+            }
+
+            return (process.ExitCode, await stdout, await stderr);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+CREATE TABLE placement_decisions (
+  instance_id TEXT PRIMARY KEY,
+  decided_at TEXT NOT NULL,
+  trace TEXT NOT NULL
+);
