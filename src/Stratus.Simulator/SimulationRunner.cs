@@ -40,8 +40,7 @@ public static class SimulationRunner
         var sw = Stopwatch.StartNew();
         var hosts = BuildHosts(scenario);
         var vms = BuildVms(scenario, scenarioDir, dataDir);
-        var reservations = scenario.Mode == SimulationMode.CloudSim ? ReservationMode.CloudSimCompatible : ReservationMode.Reserved;
-        var planner = PolicyFactory.Create(scenario.Policy, reservations);
+        var planner = PolicyFactory.Create(scenario.Policy);
         var sim = new DatacenterSimulation(hosts, vms, scenario.Mode, scenario.IntervalSeconds, scenario.DurationSeconds, planner,
             PolicyFactory.InitialDetector(scenario.Policy), scenario.Realistic, scenario.RetireIdleVms ?? scenario.Mode == SimulationMode.CloudSim,
             fullInitialDemand: scenario.InitialDemand == "full");

@@ -51,7 +51,7 @@ public interface IInitialPlacementPolicy
 /// all-or-nothing per host, least-utilised hosts first, only onto hosts already running, and only
 /// with VMs not moved in the last few intervals (hysteresis); (4) a per-round migration budget
 /// bounds churn; (5) new hosts are opened in order of energy efficiency (watts per MIPS at peak);
-/// (6) destinations are found by best fit in a free-capacity index, O(log n) per VM, so it scales to
+/// (6) destinations are found by exact best fit in a bucketed free-capacity index, so it scales to
 /// 10,000 hosts. Pure: works on its own arrays, never on the snapshot.
 /// </summary>
 /// <param name="options">Thresholds and limits.</param>

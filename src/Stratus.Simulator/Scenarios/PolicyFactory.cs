@@ -15,7 +15,7 @@ public static class PolicyFactory
     };
 
     /// <summary>The planner for a policy, or null for "none" (no consolidation).</summary>
-    public static IConsolidationPlanner? Create(PolicySpec policy, ReservationMode reservations)
+    public static IConsolidationPlanner? Create(PolicySpec policy)
     {
         var name = policy.Name.Trim().ToLowerInvariant();
         if (name == "none")

@@ -34,7 +34,7 @@ public sealed class PlannerTests
     {
         var snapshot = Cluster();
         var before = Fingerprint(snapshot);
-        var planner = Stratus.Simulator.Scenarios.PolicyFactory.Create(new Stratus.Simulator.Scenarios.PolicySpec { Name = policy }, ReservationMode.CloudSimCompatible)!;
+        var planner = Stratus.Simulator.Scenarios.PolicyFactory.Create(new Stratus.Simulator.Scenarios.PolicySpec { Name = policy })!;
         var plan = planner.Plan(snapshot);
         Assert.Equal(before, Fingerprint(snapshot));
         Assert.NotEmpty(plan.Moves);

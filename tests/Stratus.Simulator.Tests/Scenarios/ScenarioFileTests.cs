@@ -59,7 +59,7 @@ public sealed class ScenarioFileTests
         {
             var s = Scenario.Load(f);
             Assert.Empty(s.Validate());
-            Assert.NotNull(PolicyFactory.Create(s.Policy, Stratus.Scheduler.Consolidation.ReservationMode.CloudSimCompatible));
+            Assert.NotNull(PolicyFactory.Create(s.Policy));
         }
     }
 
