@@ -25,5 +25,19 @@ public static class Extensions
         });
         bench.Subcommands.Add(placement);
         yield return bench;
+
+        var simArgs = new Argument<string[]>("args") { Arity = ArgumentArity.OneOrMore, Description = "SCENARIO.json [-o json|table] [--data DIR] [--out DIR]" };
+        var simulate = new Command("simulate", "Run a trace-driven datacenter simulation with the production scheduler and consolidation code") { simArgs };
+        simulate.TreatUnmatchedTokensAsErrors = false;
+        simulate.SetAction((r, ct) =>
+        {
+            var rest = (r.GetValue(simArgs) ?? []).Concat(r.UnmatchedTokens).ToArray();
+            if (!rest.Contains("--data") && Environment.GetEnvironmentVariable("STRATUS_HOME") is { Length: > 0 } home)
+            {
+                rest = [.. rest, "--data", Path.GetFullPath(Path.Combine(home, "..", "shared", "data"))];
+            }
+            return Stratus.Simulator.Cli.SimulateMain.RunAsync(rest, cancellationToken: ct);
+        });
+        yield return simulate;
     }
 }
