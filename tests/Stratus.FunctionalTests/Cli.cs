@@ -31,12 +31,12 @@ public static class Cli
         public JsonElement Json() => JsonDocument.Parse(Stdout).RootElement.Clone();
     }
 
-    public static async Task<Result> RunAsync(string url, params string[] args) => await RunAsync(url, TimeSpan.FromMinutes(3), null, args);
+    public static async Task<Result> RunAsync(string url, params string[] args) => await RunInAsync(url, TimeSpan.FromMinutes(3), null, args);
 
-    public static Task<Result> RunAsync(string url, TimeSpan timeout, params string[] args) => RunAsync(url, timeout, null, args);
+    public static Task<Result> RunAsync(string url, TimeSpan timeout, params string[] args) => RunInAsync(url, timeout, null, args);
 
     /// <summary>Runs ./stratus; with <paramref name="configDir"/>, keys created by `keypair create` live under it.</summary>
-    public static async Task<Result> RunAsync(string url, TimeSpan timeout, string? configDir, params string[] args)
+    public static async Task<Result> RunInAsync(string url, TimeSpan timeout, string? configDir, params string[] args)
     {
         var psi = new ProcessStartInfo(Path.Combine(RepoRoot, "stratus"))
         {

@@ -23,7 +23,7 @@ public sealed class QemuScenarioTests : IAsyncLifetime
 
     public Task InitializeAsync() => Task.CompletedTask;
 
-    private Task<Cli.Result> S(params string[] args) => Cli.RunAsync(Url, TimeSpan.FromMinutes(3), _data, args);
+    private Task<Cli.Result> S(params string[] args) => Cli.RunInAsync(Url, TimeSpan.FromMinutes(3), _data, args);
 
     private async Task<string?> PageAsync(int port)
     {
@@ -229,7 +229,7 @@ public sealed class QemuScenarioTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await Cli.RunAsync(Url, TimeSpan.FromSeconds(60), _data, "down", "--data-dir", _data);
+        await Cli.RunInAsync(Url, TimeSpan.FromSeconds(60), _data, "down", "--data-dir", _data);
         try
         {
             Directory.Delete(_data, true);
