@@ -130,8 +130,16 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         }
         else if (inst.Task is null && a is { Exists: true, Error: null } && complete)
         {
-            // Power-state sync: the guest shut itself down, or the hypervisor lost it.
-            if (inst.VmState is VmState.Active or VmState.Paused && power is PowerState.Shutdown or PowerState.Crashed)
+            // The hypervisor process died under a running server: policy "error" — the server goes to
+            // error with the reason, keeps its host and disk, and `reboot --hard` brings it back.
+            if (inst.VmState is VmState.Active or VmState.Paused && power == PowerState.Crashed)
+            {
+                next = inst with { VmState = VmState.Error, PowerState = power, Fault = "the VM's hypervisor process exited unexpectedly", UpdatedAt = now };
+                await store.UpdateInstanceAsync(next, new InstanceAction(0, inst.Id, "crash", "system", now, now, "error", next.Fault), ct);
+                return;
+            }
+            // Power-state sync: the guest shut itself down.
+            if (inst.VmState is VmState.Active or VmState.Paused && power == PowerState.Shutdown)
             {
                 next = inst with { VmState = VmState.Stopped, PowerState = power, UpdatedAt = now };
                 await store.UpdateInstanceAsync(next, new InstanceAction(0, inst.Id, "power-sync", "system", now, now, "success",

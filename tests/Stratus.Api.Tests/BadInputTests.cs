@@ -141,9 +141,9 @@ public sealed class BadInputTests(TestCloud cloud) : IClassFixture<TestCloud>
             }
             Interlocked.Increment(ref refused);
             return await cloud.Store.DumpAsync(CancellationToken.None) == before;
-        }, iter: 1500, threads: 1, seed: "0000ShPUX2MK");
-        Assert.Equal(1500, count);
-        Assert.True(refused > 1400, $"only {refused} of {count} generated requests were refused");
+        }, iter: 3000, threads: 1, seed: "0000ShPUX2MK");
+        Assert.Equal(3000, count);
+        Assert.True(refused > 2800, $"only {refused} of {count} generated requests were refused");
     }
 
     private async Task<(int Status, string Body)> SendAsync(string method, string path, string? body, string? contentType)

@@ -96,6 +96,21 @@ public sealed class ReconcileTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Report_HypervisorCrashed_ErrorWithReasonAndHardRebootAllowed()
+    {
+        var i = await CreateAsync("crash");
+        await _rec.RunOnceAsync(default);
+        await ReportAsync(true, Running(i.Id));
+        await ReportAsync(true, new ActualVm(i.Id, PowerState.Crashed, null, [], 0, null, true));
+        var e = (await _store.GetInstanceAsync(i.Id, default))!;
+        Assert.Equal(VmState.Error, e.VmState);
+        Assert.Equal("the VM's hypervisor process exited unexpectedly", e.Fault);
+        Assert.Equal(_host, e.HostId);
+        Assert.True((await _cloud.ActAsync("crash", new ServerActionRequest("reboot", "hard"), "test", default)).Ok);
+        Assert.False((await _cloud.ActAsync("crash", new ServerActionRequest("reboot", "soft"), "test", default)).Ok);
+    }
+
+    [Fact]
     public async Task Report_ErrorDuringSpawn_ErrorWithFault()
     {
         var i = await CreateAsync("c");
