@@ -111,23 +111,9 @@ public static class Commands
         return cmd;
     }
 
-    private static void PrintFlavors(IReadOnlyList<FlavorDto> list, string? format, bool single)
-    {
-        if (Output.IsJson(format))
-        {
-            if (single)
-            {
-                Output.Json(list[0]);
-            }
-            else
-            {
-                Output.Json(list);
-            }
-            return;
-        }
-        Output.Table(["ID", "NAME", "VCPUS", "RAM_MIB", "DISK_GIB"],
-            list.Select(f => new[] { f.Id, f.Name, f.Vcpus.ToString(Output.Inv), f.RamMib.ToString(Output.Inv), f.DiskGib.ToString(Output.Inv) }));
-    }
+    private static void PrintFlavors(IReadOnlyList<FlavorDto> list, string? format, bool single) =>
+        Output.Objects(list, format, single, ["ID", "NAME", "VCPUS", "RAM_MIB", "DISK_GIB"],
+            f => [f.Id, f.Name, f.Vcpus.ToString(Output.Inv), f.RamMib.ToString(Output.Inv), f.DiskGib.ToString(Output.Inv)]);
 
     // ---------------- images ----------------
 
@@ -168,23 +154,9 @@ public static class Commands
         return cmd;
     }
 
-    private static void PrintImages(IReadOnlyList<ImageDto> list, string? format, bool single)
-    {
-        if (Output.IsJson(format))
-        {
-            if (single)
-            {
-                Output.Json(list[0]);
-            }
-            else
-            {
-                Output.Json(list);
-            }
-            return;
-        }
-        Output.Table(["ID", "NAME", "FORMAT", "STATUS", "SIZE_BYTES"],
-            list.Select(i => new[] { i.Id, i.Name, i.DiskFormat, i.Status, i.SizeBytes.ToString(Output.Inv) }));
-    }
+    private static void PrintImages(IReadOnlyList<ImageDto> list, string? format, bool single) =>
+        Output.Objects(list, format, single, ["ID", "NAME", "FORMAT", "STATUS", "SIZE_BYTES"],
+            i => [i.Id, i.Name, i.DiskFormat, i.Status, i.SizeBytes.ToString(Output.Inv)]);
 
     // ---------------- servers ----------------
 

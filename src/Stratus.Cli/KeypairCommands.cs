@@ -122,22 +122,8 @@ public static class KeypairCommands
         return cmd;
     }
 
-    private static void Print(IReadOnlyList<KeypairDto> list, string? format, bool single)
-    {
-        if (Output.IsJson(format))
-        {
-            if (single)
-            {
-                Output.Json(list[0]);
-            }
-            else
-            {
-                Output.Json(list);
-            }
-            return;
-        }
-        Output.Table(["ID", "NAME", "FINGERPRINT"], list.Select(k => new[] { k.Id, k.Name, k.Fingerprint }));
-    }
+    private static void Print(IReadOnlyList<KeypairDto> list, string? format, bool single) =>
+        Output.Objects(list, format, single, ["ID", "NAME", "FINGERPRINT"], k => [k.Id, k.Name, k.Fingerprint]);
 
     private static async Task RunAsync(string exe, string[] args, CancellationToken ct)
     {

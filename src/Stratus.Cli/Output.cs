@@ -35,6 +35,27 @@ public static class Output
         Console.Out.Write(sb.ToString());
     }
 
+    /// <summary>
+    /// Prints objects: as JSON (one object when <paramref name="single"/>, else an array — the API's
+    /// shapes), or as a table of <paramref name="headers"/> and one <paramref name="row"/> per object.
+    /// </summary>
+    public static void Objects<T>(IReadOnlyList<T> list, string? format, bool single, IReadOnlyList<string> headers, Func<T, string?[]> row)
+    {
+        if (IsJson(format))
+        {
+            if (single)
+            {
+                Json(list[0]);
+            }
+            else
+            {
+                Json(list);
+            }
+            return;
+        }
+        Table(headers, list.Select(row));
+    }
+
     /// <summary>Key/value pairs of one object.</summary>
     public static void Fields(IEnumerable<(string Key, string? Value)> fields)
     {
