@@ -199,6 +199,22 @@ public static class Endpoints
             }
         });
 
+        // ---- server groups
+        v1.MapGet("/groups", async (IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<ServerGroupDto>((await store.ListGroupsAsync(ct)).Select(g => g.ToDto()).ToList(), null)));
+        v1.MapPost("/groups", async (HttpContext ctx, CloudService cloud) =>
+        {
+            var (req, err) = await Http.ReadAsync<CreateGroupRequest>(ctx);
+            return err ?? Http.From(ctx, await cloud.CreateGroupAsync(req!, ctx.RequestAborted), g => g.ToDto(), 201);
+        });
+        v1.MapGet("/groups/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+            Http.From(ctx, await cloud.GetGroupAsync(reference, ctx.RequestAborted), g => g.ToDto()));
+        v1.MapDelete("/groups/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
+        {
+            var o = await cloud.DeleteGroupAsync(reference, ctx.RequestAborted);
+            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+        });
+
         // ---- keypairs
         v1.MapGet("/keypairs", async (IStateStore store, CancellationToken ct) =>
             Http.Json(new ListDto<KeypairDto>((await store.ListKeypairsAsync(ct)).Select(k => k.ToDto()).ToList(), null)));

@@ -28,6 +28,7 @@ public static class Commands
         root.Subcommands.Add(ServerCommand());
         root.Subcommands.Add(HostCommand());
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
+        root.Subcommands.Add(GroupCommand());
         foreach (var extra in Extensions.Commands())
         {
             root.Subcommands.Add(extra);
@@ -170,11 +171,12 @@ public static class Commands
         var userData = new Option<string?>("--user-data") { Description = "File with user-data for the guest's first boot ('-' reads stdin)" };
         var key = new Option<string?>("--key") { Description = "Keypair whose public key the guest accepts" };
         var zone = new Option<string?>("--zone") { Description = "Availability zone" };
+        var group = new Option<string?>("--group") { Description = "Server group (name or id) whose placement rule the server joins" };
         var forward = new Option<string[]>("--forward") { Description = "HOSTPORT:GUESTPORT (host port 0 = choose), repeatable", AllowMultipleArgumentsPerToken = false };
         var idem = new Option<string?>("--idempotency-key") { Description = "Retry-safe key: a retry with the same key returns the same server" };
         var wait = WaitOption();
         var o = OutputOption();
-        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, forward, idem, wait, o };
+        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, forward, idem, wait, o };
         create.SetAction((r, ct) => Api(r, async c =>
         {
             var forwards = new List<ForwardDto>();
@@ -194,8 +196,10 @@ public static class Commands
                     ? await File.ReadAllTextAsync(file, ct)
                     : throw new StratusApiException(0, "file_not_found", $"--user-data file '{file}' does not exist");
             }
-            var s = await c.CreateServerAsync(new CreateServerRequest(r.GetValue(name), r.GetValue(flavor), r.GetValue(image), ud, r.GetValue(key), r.GetValue(zone), forwards),
-                r.GetValue(idem), ct);
+            var s = await c.CreateServerAsync(new CreateServerRequest(r.GetValue(name), r.GetValue(flavor), r.GetValue(image), ud, r.GetValue(key), r.GetValue(zone), forwards)
+            {
+                Group = r.GetValue(group),
+            }, r.GetValue(idem), ct);
             if (r.GetValue(wait))
             {
                 s = await Waiter.WaitAsync(c, s.Id, "active", ct);
@@ -341,6 +345,42 @@ public static class Commands
         cmd.Subcommands.Add(placementCmd);
         return cmd;
     }
+
+    // ---------------- server groups ----------------
+
+    private static Command GroupCommand()
+    {
+        var cmd = new Command("group", "Server groups: placement rules among servers");
+        var name = new Argument<string>("name") { Description = "Group name" };
+        var policy = new Option<string>("--policy") { Required = true, Description = "affinity, anti-affinity, soft-affinity or soft-anti-affinity" };
+        var max = new Option<int?>("--max-per-host") { Description = "Anti-affinity: most members on one host (default 1)" };
+        var o1 = OutputOption();
+        var create = new Command("create", "Create a server group") { name, policy, max, o1 };
+        create.SetAction((r, ct) => Api(r, async c =>
+            PrintGroups([await c.CreateGroupAsync(new CreateGroupRequest(r.GetValue(name), r.GetValue(policy), r.GetValue(max)), ct)], r.GetValue(o1), true)));
+        var o2 = OutputOption();
+        var list = new Command("list", "List server groups") { o2 };
+        list.SetAction((r, ct) => Api(r, async c => PrintGroups(await c.ListGroupsAsync(ct), r.GetValue(o2), false)));
+        var sref = new Argument<string>("group") { Description = "Group name or id" };
+        var o3 = OutputOption();
+        var show = new Command("show", "Show a server group") { sref, o3 };
+        show.SetAction((r, ct) => Api(r, async c => PrintGroups([await c.GetGroupAsync(r.GetValue(sref)!, ct)], r.GetValue(o3), true)));
+        var dref = new Argument<string>("group") { Description = "Group name or id" };
+        var delete = new Command("delete", "Delete a server group (refused while it has servers)") { dref };
+        delete.SetAction((r, ct) => Api(r, async c =>
+        {
+            await c.DeleteGroupAsync(r.GetValue(dref)!, ct);
+            Console.Out.WriteLine($"server group {r.GetValue(dref)} deleted");
+        }));
+        cmd.Subcommands.Add(create);
+        cmd.Subcommands.Add(list);
+        cmd.Subcommands.Add(show);
+        cmd.Subcommands.Add(delete);
+        return cmd;
+    }
+
+    private static void PrintGroups(IReadOnlyList<ServerGroupDto> list, string? format, bool single) =>
+        Output.Objects(list, format, single, ["ID", "NAME", "POLICY", "MAX_PER_HOST"], g => [g.Id, g.Name, g.Policy, g.MaxPerHost.ToString(Output.Inv)]);
 
     // ---------------- hosts ----------------
 

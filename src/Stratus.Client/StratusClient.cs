@@ -103,6 +103,12 @@ public sealed class StratusClient(HttpClient http) : IDisposable
 
     public Task<ConsoleDto> ConsoleAsync(string reference, CancellationToken ct = default) => GetAsync<ConsoleDto>($"v1/servers/{Esc(reference)}/console", ct);
 
+    // server groups
+    public async Task<IReadOnlyList<ServerGroupDto>> ListGroupsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<ServerGroupDto>>("v1/groups", ct)).Items;
+    public Task<ServerGroupDto> GetGroupAsync(string reference, CancellationToken ct = default) => GetAsync<ServerGroupDto>($"v1/groups/{Esc(reference)}", ct);
+    public Task<ServerGroupDto> CreateGroupAsync(CreateGroupRequest r, CancellationToken ct = default) => SendAsync<ServerGroupDto>(HttpMethod.Post, "v1/groups", r, null, ct);
+    public Task DeleteGroupAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/groups/{Esc(reference)}", null, null, ct);
+
     // keypairs
     public async Task<IReadOnlyList<KeypairDto>> ListKeypairsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<KeypairDto>>("v1/keypairs", ct)).Items;
     public Task<KeypairDto> GetKeypairAsync(string reference, CancellationToken ct = default) => GetAsync<KeypairDto>($"v1/keypairs/{Esc(reference)}", ct);

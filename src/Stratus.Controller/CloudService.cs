@@ -116,6 +116,53 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
     private async Task<Image?> ResolveImageAsync(string reference, CancellationToken ct) =>
         Guid.TryParse(reference, out var g) ? await store.GetImageAsync(new ImageId(g), ct) : await store.FindImageAsync(reference, ct);
 
+    // ---------------- server groups ----------------
+
+    public async Task<Outcome<ServerGroup>> CreateGroupAsync(CreateGroupRequest r, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        CheckName(r.Name, errors);
+        if (r.Policy is null)
+        {
+            errors.Add(new("policy", "required", $"is required: one of {string.Join(", ", ServerGroup.Policies)}"));
+        }
+        else if (!ServerGroup.Policies.Contains(r.Policy))
+        {
+            errors.Add(new("policy", "invalid", $"must be one of {string.Join(", ", ServerGroup.Policies)}"));
+        }
+        if (r.MaxPerHost is { } m && (m < 1 || m > 1000))
+        {
+            errors.Add(new("max_per_host", "out_of_range", "must be between 1 and 1000"));
+        }
+        else if (r.MaxPerHost is not null && r.Policy is not ("anti-affinity" or "soft-anti-affinity"))
+        {
+            errors.Add(new("max_per_host", "invalid", "is only valid for anti-affinity policies"));
+        }
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        var g = new ServerGroup(Guid.CreateVersion7(), r.Name!, r.Policy!, r.MaxPerHost ?? 1, 1, time.GetUtcNow());
+        return await store.CreateGroupAsync(g, ct) ? g : Problem.Conflict("name_in_use", $"a server group named '{r.Name}' already exists");
+    }
+
+    public async Task<Outcome<ServerGroup>> GetGroupAsync(string reference, CancellationToken ct) =>
+        await store.FindGroupAsync(reference, ct) is { } g ? g : Problem.NotFound("server group", reference);
+
+    public async Task<Outcome<bool>> DeleteGroupAsync(string reference, CancellationToken ct)
+    {
+        if (await store.FindGroupAsync(reference, ct) is not { } g)
+        {
+            return Problem.NotFound("server group", reference);
+        }
+        return await store.DeleteGroupAsync(g.Id, ct) switch
+        {
+            DeleteOutcome.Deleted => true,
+            DeleteOutcome.InUse => Problem.Conflict("group_in_use", $"server group '{g.Name}' has servers; delete them first"),
+            _ => Problem.NotFound("server group", reference),
+        };
+    }
+
     // ---------------- keypairs ----------------
 
     public async Task<Outcome<Keypair>> ImportKeypairAsync(ImportKeypairRequest r, CancellationToken ct)
@@ -187,6 +234,11 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("key_name", "not_found", $"no keypair named '{r.KeyName}'"));
         }
+        ServerGroup? group = null;
+        if (r.Group is not null && (group = await store.FindGroupAsync(r.Group, ct)) is null)
+        {
+            errors.Add(new("group", "not_found", $"no server group named or with id '{r.Group}'"));
+        }
         if (r.Zone is not null && NameRules.Check(r.Zone) is { } zoneProblem)
         {
             errors.Add(new("zone", "invalid", zoneProblem));
@@ -236,7 +288,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         var now = time.GetUtcNow();
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
-            flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards);
+            flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
         var outcome = await store.CreateInstanceAsync(instance, action, ct);
         switch (outcome.Status)

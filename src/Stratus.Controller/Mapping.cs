@@ -16,11 +16,13 @@ public static class Mapping
     public static ServerDto ToDto(this Instance i, string? hostName) => new(
         i.Id.ToString(), i.Name, Names.Of(i.VmState), i.Task is { } t ? Names.Of(t) : null, Names.Of(i.PowerState),
         i.HostId?.ToString(), hostName, i.FlavorId.ToString(), i.ImageId.ToString(),
-        (int)(i.Resources.MilliVcpus / 1000), i.Resources.MemoryMib, i.Resources.DiskGib, i.Fault, i.KeyName,
+        (int)(i.Resources.MilliVcpus / 1000), i.Resources.MemoryMib, i.Resources.DiskGib, i.Fault, i.KeyName, i.GroupId?.ToString("D"),
         (i.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort)).ToList(),
         i.CreatedAt, i.UpdatedAt, i.Version);
 
     public static ActionDto ToDto(this InstanceAction a) => new(a.Seq, a.Action, a.RequestedBy, a.StartedAt, a.FinishedAt, a.Result, a.Message);
+
+    public static ServerGroupDto ToDto(this ServerGroup g) => new(g.Id.ToString("D"), g.Name, g.Policy, g.MaxPerHost, g.CreatedAt);
 
     public static KeypairDto ToDto(this Keypair k) => new(k.Id.ToString("D"), k.Name, k.PublicKey, k.Fingerprint, k.CreatedAt);
 

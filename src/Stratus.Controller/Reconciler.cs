@@ -88,13 +88,14 @@ public sealed partial class Reconciler(
         {
             for (var attempt = 0; ; attempt++)
             {
-                var result = placement.Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone), snapshot);
+                var (group, groupClaim) = await GroupAsync(inst, ct);
+                var result = placement.Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone) { Group = group }, snapshot);
                 await RecordAsync(inst, result, ct);
                 if (result is Placed p)
                 {
                     var now = time.GetUtcNow();
                     var claimed = inst with { HostId = p.Host, Task = InstanceTask.Spawning, UpdatedAt = now };
-                    var outcome = await store.ClaimAsync(claimed, p.Host, p.Generation, inst.Resources, ct);
+                    var outcome = await store.ClaimAsync(claimed, p.Host, p.Generation, inst.Resources, groupClaim, ct);
                     if (outcome == CasOutcome.Ok)
                     {
                         snapshot = Apply(snapshot, p.Host, inst.Resources);
@@ -129,6 +130,24 @@ public sealed partial class Reconciler(
                 break;
             }
         }
+    }
+
+    /// <summary>The server group the instance joins, as placement sees it, and the generation its claim must find.</summary>
+    private async Task<(ServerGroupSnapshot? Group, GroupClaim? Claim)> GroupAsync(Instance inst, CancellationToken ct)
+    {
+        if (inst.GroupId is not { } gid || await store.FindGroupAsync(gid.ToString("D"), ct) is not { } g)
+        {
+            return (null, null);
+        }
+        var members = await store.GroupMembersPerHostAsync(gid, ct);
+        var policy = g.Policy switch
+        {
+            "affinity" => ServerGroupPolicy.Affinity,
+            "anti-affinity" => ServerGroupPolicy.AntiAffinity,
+            "soft-affinity" => ServerGroupPolicy.SoftAffinity,
+            _ => ServerGroupPolicy.SoftAntiAffinity,
+        };
+        return (new ServerGroupSnapshot(g.Name, policy, g.MaxPerHost, members.ToImmutableDictionary(), g.Generation), new GroupClaim(gid, g.Generation));
     }
 
     private async Task RecordAsync(Instance inst, PlacementResult result, CancellationToken ct)

@@ -13,6 +13,9 @@ public sealed record InstanceQuery(int Limit = 100, string? Marker = null, strin
 /// <summary>A row of the resource ledger: what one instance holds on one host.</summary>
 public sealed record Allocation(InstanceId InstanceId, HostId HostId, ResourceVector Resources);
 
+/// <summary>The group part of a claim: the group whose generation the placement saw.</summary>
+public sealed record GroupClaim(Guid GroupId, long ExpectedGeneration);
+
 /// <summary>A host as an agent registers it.</summary>
 public sealed record HostRegistrationRecord(string Name, ResourceVector Total, ResourceVector Reserved, AllocationRatios Ratios, string Zone, string Accelerator, string Driver, int? AgentPid);
 
@@ -106,7 +109,21 @@ public interface IStateStore : IAsyncDisposable
     /// generation must still be <paramref name="expectedHostGeneration"/> and the claim must fit its
     /// capacity; the instance row is CAS-updated to <paramref name="updated"/>. Nothing changes on any failure.
     /// </summary>
-    Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector resources, CancellationToken cancellationToken);
+    Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector resources, CancellationToken cancellationToken) =>
+        ClaimAsync(updated, host, expectedHostGeneration, resources, null, cancellationToken);
+
+    /// <summary>As above; with <paramref name="group"/>, the server group's generation must also still be the one planned on (and is bumped).</summary>
+    Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector resources, GroupClaim? group, CancellationToken cancellationToken);
+
+    // Server groups
+    /// <summary>Inserts a group; false when the name is taken.</summary>
+    Task<bool> CreateGroupAsync(ServerGroup group, CancellationToken cancellationToken);
+    Task<ServerGroup?> FindGroupAsync(string nameOrId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ServerGroup>> ListGroupsAsync(CancellationToken cancellationToken);
+    /// <summary>Deletes a group unless live servers belong to it.</summary>
+    Task<DeleteOutcome> DeleteGroupAsync(Guid id, CancellationToken cancellationToken);
+    /// <summary>Live members of a group placed on each host.</summary>
+    Task<IReadOnlyDictionary<HostId, int>> GroupMembersPerHostAsync(Guid groupId, CancellationToken cancellationToken);
 
     /// <summary>Releases the instance's allocation (if any) and CAS-updates the instance row, in one transaction.</summary>
     Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) =>

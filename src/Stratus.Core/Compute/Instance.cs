@@ -52,7 +52,8 @@ public sealed record Instance(
     string? UserData = null,
     string? KeyName = null,
     string? Zone = null,
-    IReadOnlyList<Forward>? Forwards = null)
+    IReadOnlyList<Forward>? Forwards = null,
+    Guid? GroupId = null)
 {
     /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
     public bool IsLive => VmState != VmState.Deleted;

@@ -40,13 +40,24 @@ public sealed record ServerDto(
     long DiskGib,
     string? Fault,
     string? KeyName,
+    string? GroupId,
     IReadOnlyList<ForwardDto> Forwards,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
     long Version);
 
 /// <summary>POST /v1/servers.</summary>
-public sealed record CreateServerRequest(string? Name, string? Flavor, string? Image, string? UserData, string? KeyName, string? Zone, IReadOnlyList<ForwardDto>? Forwards);
+public sealed record CreateServerRequest(string? Name, string? Flavor, string? Image, string? UserData, string? KeyName, string? Zone, IReadOnlyList<ForwardDto>? Forwards)
+{
+    /// <summary>Server group (name or id) whose placement rule the server joins.</summary>
+    public string? Group { get; init; }
+}
+
+/// <summary>A server group.</summary>
+public sealed record ServerGroupDto(string Id, string Name, string Policy, int MaxPerHost, DateTimeOffset CreatedAt);
+
+/// <summary>POST /v1/groups.</summary>
+public sealed record CreateGroupRequest(string? Name, string? Policy, int? MaxPerHost);
 
 /// <summary>POST /v1/servers/{id}/actions.</summary>
 public sealed record ServerActionRequest(string? Action, string? Type);

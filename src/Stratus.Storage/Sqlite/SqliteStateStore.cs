@@ -282,7 +282,7 @@ public sealed class SqliteStateStore : IStateStore
 
     // ---------- instances ----------
 
-    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards";
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id";
 
     private static Instance ReadInstance(SqliteDataReader r) => new(
         new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
@@ -299,7 +299,8 @@ public sealed class SqliteStateStore : IStateStore
         r.IsDBNull(18) ? null : r.GetString(18),
         r.IsDBNull(19) ? null : r.GetString(19),
         r.IsDBNull(20) ? null : r.GetString(20),
-        r.IsDBNull(21) ? null : JsonSerializer.Deserialize<List<Forward>>(r.GetString(21)));
+        r.IsDBNull(21) ? null : JsonSerializer.Deserialize<List<Forward>>(r.GetString(21)),
+        r.IsDBNull(22) ? null : Guid.Parse(r.GetString(22)));
 
     private static void BindInstance(SqliteCommand cmd, Instance i)
     {
@@ -324,6 +325,7 @@ public sealed class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$key", (object?)i.KeyName ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$zone", (object?)i.Zone ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$fwd", i.Forwards is { Count: > 0 } f ? JsonSerializer.Serialize(f) : DBNull.Value);
+        cmd.Parameters.AddWithValue("$group", i.GroupId is { } g ? g.ToString("D") : DBNull.Value);
     }
 
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
@@ -339,8 +341,8 @@ public sealed class SqliteStateStore : IStateStore
             }
         }
         await using (var ins = Cmd(c, tx, """
-            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards)
-            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd)
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group)
             """))
         {
             BindInstance(ins, instance);
@@ -453,7 +455,7 @@ public sealed class SqliteStateStore : IStateStore
         await using var cmd = Cmd(c, tx, """
             UPDATE instances SET name=$name,flavor_id=$flavor,image_id=$image,host_id=$host,vm_state=$vm,task=$task,power_state=$power,
               cpu_milli=$cpu,mem_mib=$mem,disk_gib=$disk,fault=$fault,reboot_seq=$reboot,updated_at=$updated,task_requested_at=$taskat,
-              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,version=version+1
+              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,version=version+1
             WHERE id=$id AND version=$version
             """);
         BindInstance(cmd, i);
@@ -465,8 +467,19 @@ public sealed class SqliteStateStore : IStateStore
         return await ExistsAsync(c, tx, "instances", i.Id.ToString(), ct) ? CasOutcome.Conflict : CasOutcome.NotFound;
     }
 
-    public Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector res, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task<CasOutcome> ClaimAsync(Instance updated, HostId host, long expectedHostGeneration, ResourceVector res, GroupClaim? group, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
+        if (group is not null)
+        {
+            await using var g = Cmd(c, tx, "UPDATE server_groups SET generation=generation+1 WHERE id=$g AND generation=$gen");
+            g.Parameters.AddWithValue("$g", group.GroupId.ToString("D"));
+            g.Parameters.AddWithValue("$gen", group.ExpectedGeneration);
+            if (await g.ExecuteNonQueryAsync(cancellationToken) != 1)
+            {
+                await tx.RollbackAsync(cancellationToken);
+                return CasOutcome.Conflict; // another member was placed since the decision: re-plan
+            }
+        }
         await using (var h = Cmd(c, tx, """
             UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
             WHERE id=$id AND generation=$g AND state='up'
@@ -581,6 +594,46 @@ public sealed class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$i", id.ToString());
         await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
         return await r.ReadAsync(cancellationToken) ? (r.GetString(0), Date(r.GetString(1))) : null;
+    }, cancellationToken);
+
+    // ---------- server groups ----------
+
+    private static ServerGroup ReadGroup(SqliteDataReader r) =>
+        new(Guid.Parse(r.GetString(0)), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetInt64(4), Date(r.GetString(5)));
+
+    public Task<bool> CreateGroupAsync(ServerGroup g, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO server_groups(id,name,policy,max_per_host,generation,created_at) VALUES ($id,$n,$p,$m,$g,$at)");
+        cmd.Parameters.AddWithValue("$id", g.Id.ToString("D"));
+        cmd.Parameters.AddWithValue("$n", g.Name);
+        cmd.Parameters.AddWithValue("$p", g.Policy);
+        cmd.Parameters.AddWithValue("$m", g.MaxPerHost);
+        cmd.Parameters.AddWithValue("$g", g.Generation);
+        cmd.Parameters.AddWithValue("$at", g.CreatedAt.ToString("O"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    public Task<ServerGroup?> FindGroupAsync(string nameOrId, CancellationToken cancellationToken) =>
+        QueryOneAsync("SELECT id,name,policy,max_per_host,generation,created_at FROM server_groups WHERE name=$k OR id=$k", nameOrId, ReadGroup, cancellationToken);
+
+    public Task<IReadOnlyList<ServerGroup>> ListGroupsAsync(CancellationToken cancellationToken) =>
+        QueryAsync("SELECT id,name,policy,max_per_host,generation,created_at FROM server_groups ORDER BY name", null, ReadGroup, cancellationToken);
+
+    public Task<DeleteOutcome> DeleteGroupAsync(Guid id, CancellationToken cancellationToken) =>
+        DeleteUnlessUsedAsync("server_groups", "group_id", id.ToString("D"), cancellationToken);
+
+    public Task<IReadOnlyDictionary<HostId, int>> GroupMembersPerHostAsync(Guid groupId, CancellationToken cancellationToken) => ReadAsync<IReadOnlyDictionary<HostId, int>>(async c =>
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT host_id, COUNT(*) FROM instances WHERE group_id=$g AND host_id IS NOT NULL AND vm_state <> 'deleted' GROUP BY host_id";
+        cmd.Parameters.AddWithValue("$g", groupId.ToString("D"));
+        var d = new Dictionary<HostId, int>();
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken))
+        {
+            d[new HostId(Guid.Parse(r.GetString(0)))] = r.GetInt32(1);
+        }
+        return d;
     }, cancellationToken);
 
     // ---------- keypairs ----------
