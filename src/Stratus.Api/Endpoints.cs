@@ -215,6 +215,39 @@ public static class Endpoints
             return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
         });
 
+        // ---- aggregates and traits
+        v1.MapGet("/aggregates", async (IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<AggregateDto>((await store.ListAggregatesAsync(ct)).Select(a => a.ToDto()).ToList(), null)));
+        v1.MapPost("/aggregates", async (HttpContext ctx, InventoryService inv) =>
+        {
+            var (req, err) = await Http.ReadAsync<AggregateRequest>(ctx);
+            return err ?? Http.From(ctx, await inv.CreateAggregateAsync(req!, ctx.RequestAborted), a => a.ToDto(), 201);
+        });
+        v1.MapGet("/aggregates/{reference}", async (HttpContext ctx, string reference, InventoryService inv) =>
+            Http.From(ctx, await inv.GetAggregateAsync(reference, ctx.RequestAborted), a => a.ToDto()));
+        v1.MapPatch("/aggregates/{reference}", async (HttpContext ctx, string reference, InventoryService inv) =>
+        {
+            var (req, err) = await Http.ReadAsync<AggregateRequest>(ctx);
+            return err ?? Http.From(ctx, await inv.UpdateAggregateAsync(reference, req!, ctx.RequestAborted), a => a.ToDto());
+        });
+        v1.MapDelete("/aggregates/{reference}", async (HttpContext ctx, string reference, InventoryService inv) =>
+        {
+            var o = await inv.DeleteAggregateAsync(reference, ctx.RequestAborted);
+            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+        });
+        v1.MapPost("/aggregates/{reference}/hosts", async (HttpContext ctx, string reference, InventoryService inv) =>
+        {
+            var (req, err) = await Http.ReadAsync<AggregateHostRequest>(ctx);
+            return err ?? Http.From(ctx, await inv.SetHostAsync(reference, req!.Host, true, ctx.RequestAborted), a => a.ToDto());
+        });
+        v1.MapDelete("/aggregates/{reference}/hosts/{host}", async (HttpContext ctx, string reference, string host, InventoryService inv) =>
+            Http.From(ctx, await inv.SetHostAsync(reference, host, false, ctx.RequestAborted), a => a.ToDto()));
+        v1.MapPut("/hosts/{reference}/traits", async (HttpContext ctx, string reference, InventoryService inv) =>
+        {
+            var (req, err) = await Http.ReadAsync<TraitsRequest>(ctx);
+            return err ?? Http.From(ctx, await inv.SetTraitsAsync(reference, req!, ctx.RequestAborted), h => h.ToDto(0));
+        });
+
         // ---- keypairs
         v1.MapGet("/keypairs", async (IStateStore store, CancellationToken ct) =>
             Http.Json(new ListDto<KeypairDto>((await store.ListKeypairsAsync(ct)).Select(k => k.ToDto()).ToList(), null)));
@@ -235,8 +268,9 @@ public static class Endpoints
         v1.MapGet("/hosts", async (IStateStore store, CancellationToken ct) =>
         {
             var hosts = await store.ListHostsAsync(ct);
+            var aggregates = await store.ListAggregatesAsync(ct);
             var counts = (await store.ListAllocationsAsync(ct)).GroupBy(a => a.HostId).ToDictionary(g => g.Key, g => g.Count());
-            return Http.Json(new ListDto<HostDto>(hosts.Select(h => h.ToDto(counts.GetValueOrDefault(h.Id))).ToList(), null));
+            return Http.Json(new ListDto<HostDto>(hosts.Select(h => h.ToDto(counts.GetValueOrDefault(h.Id), Mapping.ZoneOf(h, aggregates))).ToList(), null));
         });
         v1.MapGet("/hosts/{reference}", async (HttpContext ctx, string reference, IStateStore store) =>
         {
@@ -246,7 +280,7 @@ public static class Endpoints
                 return Http.Problem(ctx, Problem.NotFound("host", reference));
             }
             var servers = (await store.ListInstancesOnHostAsync(h.Id, ctx.RequestAborted)).Count;
-            return Http.Json(h.ToDto(servers));
+            return Http.Json(h.ToDto(servers, Mapping.ZoneOf(h, await store.ListAggregatesAsync(ctx.RequestAborted))));
         });
     }
 

@@ -87,6 +87,7 @@ namespace Stratus.Api
             });
             builder.Services.AddSingleton<ReconcileSignal>();
             builder.Services.AddSingleton<CloudService>();
+            builder.Services.AddSingleton<InventoryService>();
             builder.Services.AddSingleton<IImageInspector, QemuImageInspector>();
             builder.Services.AddSingleton(sp => new ImageStore(sp.GetRequiredService<IStateStore>(), sp.GetRequiredService<IImageInspector>(),
                 sp.GetRequiredService<TimeProvider>(), Path.Combine(options.DataDir, "images")));

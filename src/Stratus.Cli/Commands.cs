@@ -29,6 +29,7 @@ public static class Commands
         root.Subcommands.Add(HostCommand());
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
+        root.Subcommands.Add(InventoryCommands.Aggregate(Api, OutputOption));
         foreach (var extra in Extensions.Commands())
         {
             root.Subcommands.Add(extra);
@@ -172,11 +173,12 @@ public static class Commands
         var key = new Option<string?>("--key") { Description = "Keypair whose public key the guest accepts" };
         var zone = new Option<string?>("--zone") { Description = "Availability zone" };
         var group = new Option<string?>("--group") { Description = "Server group (name or id) whose placement rule the server joins" };
+        var trait = new Option<string[]>("--trait") { Description = "Trait the host must have (!TRAIT: must not have), repeatable" };
         var forward = new Option<string[]>("--forward") { Description = "HOSTPORT:GUESTPORT (host port 0 = choose), repeatable", AllowMultipleArgumentsPerToken = false };
         var idem = new Option<string?>("--idempotency-key") { Description = "Retry-safe key: a retry with the same key returns the same server" };
         var wait = WaitOption();
         var o = OutputOption();
-        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, forward, idem, wait, o };
+        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, forward, idem, wait, o };
         create.SetAction((r, ct) => Api(r, async c =>
         {
             var forwards = new List<ForwardDto>();
@@ -199,6 +201,7 @@ public static class Commands
             var s = await c.CreateServerAsync(new CreateServerRequest(r.GetValue(name), r.GetValue(flavor), r.GetValue(image), ud, r.GetValue(key), r.GetValue(zone), forwards)
             {
                 Group = r.GetValue(group),
+                Traits = r.GetValue(trait) is { Length: > 0 } ts ? ts : null,
             }, r.GetValue(idem), ct);
             if (r.GetValue(wait))
             {
@@ -426,6 +429,7 @@ public static class Commands
         }));
         cmd.Subcommands.Add(list);
         cmd.Subcommands.Add(show);
+        cmd.Subcommands.Add(InventoryCommands.HostTraits(Api));
         return cmd;
     }
 

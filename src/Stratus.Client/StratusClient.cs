@@ -103,6 +103,19 @@ public sealed class StratusClient(HttpClient http) : IDisposable
 
     public Task<ConsoleDto> ConsoleAsync(string reference, CancellationToken ct = default) => GetAsync<ConsoleDto>($"v1/servers/{Esc(reference)}/console", ct);
 
+    // aggregates and traits
+    public async Task<IReadOnlyList<AggregateDto>> ListAggregatesAsync(CancellationToken ct = default) => (await GetAsync<ListDto<AggregateDto>>("v1/aggregates", ct)).Items;
+    public Task<AggregateDto> GetAggregateAsync(string reference, CancellationToken ct = default) => GetAsync<AggregateDto>($"v1/aggregates/{Esc(reference)}", ct);
+    public Task<AggregateDto> CreateAggregateAsync(AggregateRequest r, CancellationToken ct = default) => SendAsync<AggregateDto>(HttpMethod.Post, "v1/aggregates", r, null, ct);
+    public Task<AggregateDto> UpdateAggregateAsync(string reference, AggregateRequest r, CancellationToken ct = default) => SendAsync<AggregateDto>(HttpMethod.Patch, $"v1/aggregates/{Esc(reference)}", r, null, ct);
+    public Task DeleteAggregateAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/aggregates/{Esc(reference)}", null, null, ct);
+    public Task<AggregateDto> AddAggregateHostAsync(string reference, string host, CancellationToken ct = default) =>
+        SendAsync<AggregateDto>(HttpMethod.Post, $"v1/aggregates/{Esc(reference)}/hosts", new AggregateHostRequest(host), null, ct);
+    public Task<AggregateDto> RemoveAggregateHostAsync(string reference, string host, CancellationToken ct = default) =>
+        SendAsync<AggregateDto>(HttpMethod.Delete, $"v1/aggregates/{Esc(reference)}/hosts/{Esc(host)}", null, null, ct);
+    public Task<HostDto> SetHostTraitsAsync(string host, IReadOnlyList<string> traits, CancellationToken ct = default) =>
+        SendAsync<HostDto>(HttpMethod.Put, $"v1/hosts/{Esc(host)}/traits", new TraitsRequest(traits), null, ct);
+
     // server groups
     public async Task<IReadOnlyList<ServerGroupDto>> ListGroupsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<ServerGroupDto>>("v1/groups", ct)).Items;
     public Task<ServerGroupDto> GetGroupAsync(string reference, CancellationToken ct = default) => GetAsync<ServerGroupDto>($"v1/groups/{Esc(reference)}", ct);

@@ -234,6 +234,13 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("key_name", "not_found", $"no keypair named '{r.KeyName}'"));
         }
+        foreach (var (t, i) in (r.Traits ?? []).Select((t, i) => (t, i)))
+        {
+            if (TraitRules.Check(t?.TrimStart('!')) is { } traitProblem)
+            {
+                errors.Add(new($"traits[{i}]", "invalid", traitProblem));
+            }
+        }
         ServerGroup? group = null;
         if (r.Group is not null && (group = await store.FindGroupAsync(r.Group, ct)) is null)
         {
@@ -288,7 +295,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         var now = time.GetUtcNow();
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
-            flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id);
+            flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
         var outcome = await store.CreateInstanceAsync(instance, action, ct);
         switch (outcome.Status)

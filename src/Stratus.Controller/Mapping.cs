@@ -28,8 +28,18 @@ public static class Mapping
 
     public static ResourcesDto ToDto(this ResourceVector v) => new(v.MilliVcpus / 1000.0, v.MemoryMib, v.DiskGib);
 
-    public static HostDto ToDto(this Host h, int servers) => new(
-        h.Id.ToString(), h.Name, Names.Of(h.State), h.Zone, h.Driver, h.Accelerator, h.AgentPid,
+    public static HostDto ToDto(this Host h, int servers, string? zone = null) => new(
+        h.Id.ToString(), h.Name, Names.Of(h.State), zone ?? h.Zone, h.Driver, h.Accelerator, h.AgentPid,
         h.Total.ToDto(), h.Reserved.ToDto(), new RatiosDto(h.Ratios.Cpu, h.Ratios.Ram, h.Ratios.Disk),
-        h.Capacity.ToDto(), h.Used.ToDto(), servers, h.Generation, h.Epoch, h.LastHeartbeat);
+        h.Capacity.ToDto(), h.Used.ToDto(), servers, h.Generation, h.Epoch, h.LastHeartbeat)
+    {
+        Traits = h.Traits ?? [],
+    };
+
+    public static AggregateDto ToDto(this Aggregate a) =>
+        new(a.Id.ToString("D"), a.Name, a.Zone, a.Metadata, a.Hosts.Select(h => h.ToString()).ToList(), a.CreatedAt);
+
+    /// <summary>A host's availability zone: that of the aggregate it belongs to, else its own (default).</summary>
+    public static string ZoneOf(Host h, IEnumerable<Aggregate> aggregates) =>
+        aggregates.FirstOrDefault(a => a.Zone is not null && a.Hosts.Contains(h.Id))?.Zone ?? h.Zone;
 }

@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Collections.Immutable;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -89,7 +90,12 @@ public sealed partial class Reconciler(
             for (var attempt = 0; ; attempt++)
             {
                 var (group, groupClaim) = await GroupAsync(inst, ct);
-                var result = placement.Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone) { Group = group }, snapshot);
+                var result = placement.Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone)
+                {
+                    Group = group,
+                    RequiredTraits = [.. (inst.Traits ?? []).Where(t => !t.StartsWith('!'))],
+                    ForbiddenTraits = [.. (inst.Traits ?? []).Where(t => t.StartsWith('!')).Select(t => t[1..])],
+                }, snapshot);
                 await RecordAsync(inst, result, ct);
                 if (result is Placed p)
                 {
@@ -166,7 +172,18 @@ public sealed partial class Reconciler(
         await store.RecordPlacementAsync(inst.Id, System.Text.Json.JsonSerializer.Serialize(dto, Core.Wire.WireJson.Options), dto.DecidedAt, ct);
     }
 
-    private async Task<ClusterSnapshot> SnapshotAsync(CancellationToken ct) => ClusterSnapshot.Of(await store.ListHostsAsync(ct));
+    /// <summary>The fleet as placement sees it: hosts with their traits, aggregates and effective zone.</summary>
+    private async Task<ClusterSnapshot> SnapshotAsync(CancellationToken ct)
+    {
+        var hosts = await store.ListHostsAsync(ct);
+        var aggregates = await store.ListAggregatesAsync(ct);
+        return new ClusterSnapshot(hosts.Select(h => HostSnapshot.From(h) with
+        {
+            Zone = Mapping.ZoneOf(h, aggregates),
+            Traits = (h.Traits ?? []).ToFrozenSet(StringComparer.Ordinal),
+            Aggregates = [.. aggregates.Where(a => a.Hosts.Contains(h.Id)).Select(a => new AggregateSnapshot(a.Name, a.Metadata.ToImmutableDictionary()))],
+        }).ToImmutableArray());
+    }
 
     private static ClusterSnapshot Apply(ClusterSnapshot s, HostId host, Core.Resources.ResourceVector claim)
     {

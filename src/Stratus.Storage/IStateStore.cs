@@ -139,6 +139,19 @@ public interface IStateStore : IAsyncDisposable
     Task RecordPlacementAsync(InstanceId id, string traceJson, DateTimeOffset at, CancellationToken cancellationToken);
     Task<(string TraceJson, DateTimeOffset At)?> GetPlacementAsync(InstanceId id, CancellationToken cancellationToken);
 
+    // Host traits and aggregates
+    /// <summary>Replaces a host's traits.</summary>
+    Task<bool> SetHostTraitsAsync(HostId id, IReadOnlyList<string> traits, CancellationToken cancellationToken);
+    /// <summary>Inserts an aggregate; false when the name is taken.</summary>
+    Task<bool> CreateAggregateAsync(Aggregate aggregate, CancellationToken cancellationToken);
+    Task<Aggregate?> FindAggregateAsync(string nameOrId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Aggregate>> ListAggregatesAsync(CancellationToken cancellationToken);
+    /// <summary>Replaces an aggregate's zone and metadata.</summary>
+    Task<bool> UpdateAggregateAsync(Guid id, string? zone, IReadOnlyDictionary<string, string> metadata, CancellationToken cancellationToken);
+    /// <summary>Adds or removes a host; idempotent.</summary>
+    Task SetAggregateHostAsync(Guid id, HostId host, bool member, CancellationToken cancellationToken);
+    Task<bool> DeleteAggregateAsync(Guid id, CancellationToken cancellationToken);
+
     // Keypairs
     /// <summary>Inserts a keypair; false when the name is taken.</summary>
     Task<bool> CreateKeypairAsync(Keypair keypair, CancellationToken cancellationToken);

@@ -41,7 +41,8 @@ public sealed record Host(
     string Driver,
     int? AgentPid,
     DateTimeOffset? LastHeartbeat,
-    DateTimeOffset CreatedAt)
+    DateTimeOffset CreatedAt,
+    IReadOnlyList<string>? Traits = null)
 {
     /// <summary>Capacity under the allocation ratios, after reserved resources.</summary>
     public ResourceVector Capacity => Ratios.Capacity(Total, Reserved);

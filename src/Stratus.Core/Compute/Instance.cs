@@ -53,7 +53,8 @@ public sealed record Instance(
     string? KeyName = null,
     string? Zone = null,
     IReadOnlyList<Forward>? Forwards = null,
-    Guid? GroupId = null)
+    Guid? GroupId = null,
+    IReadOnlyList<string>? Traits = null)
 {
     /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
     public bool IsLive => VmState != VmState.Deleted;

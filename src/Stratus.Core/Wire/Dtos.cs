@@ -51,7 +51,22 @@ public sealed record CreateServerRequest(string? Name, string? Flavor, string? I
 {
     /// <summary>Server group (name or id) whose placement rule the server joins.</summary>
     public string? Group { get; init; }
+
+    /// <summary>Traits the host must have; a leading '!' means the host must not have it.</summary>
+    public IReadOnlyList<string>? Traits { get; init; }
 }
+
+/// <summary>A host aggregate.</summary>
+public sealed record AggregateDto(string Id, string Name, string? Zone, IReadOnlyDictionary<string, string> Metadata, IReadOnlyList<string> Hosts, DateTimeOffset CreatedAt);
+
+/// <summary>POST /v1/aggregates and PATCH /v1/aggregates/{id}.</summary>
+public sealed record AggregateRequest(string? Name, string? Zone, IReadOnlyDictionary<string, string>? Metadata);
+
+/// <summary>POST /v1/aggregates/{id}/hosts.</summary>
+public sealed record AggregateHostRequest(string? Host);
+
+/// <summary>PUT /v1/hosts/{id}/traits.</summary>
+public sealed record TraitsRequest(IReadOnlyList<string>? Traits);
 
 /// <summary>A server group.</summary>
 public sealed record ServerGroupDto(string Id, string Name, string Policy, int MaxPerHost, DateTimeOffset CreatedAt);
@@ -85,7 +100,11 @@ public sealed record HostDto(
     int Servers,
     long Generation,
     long Epoch,
-    DateTimeOffset? LastHeartbeat);
+    DateTimeOffset? LastHeartbeat)
+{
+    /// <summary>The host's traits.</summary>
+    public IReadOnlyList<string> Traits { get; init; } = [];
+}
 
 /// <summary>An amount of resources on the wire: vCPUs may be fractional.</summary>
 public sealed record ResourcesDto(double Vcpus, long RamMib, long DiskGib);

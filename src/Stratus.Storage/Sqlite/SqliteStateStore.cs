@@ -191,7 +191,7 @@ public sealed class SqliteStateStore : IStateStore
 
     // ---------- hosts ----------
 
-    private const string HostCols = "id,name,state,total_cpu_milli,total_mem_mib,total_disk_gib,reserved_cpu_milli,reserved_mem_mib,reserved_disk_gib,ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,used_cpu_milli,used_mem_mib,used_disk_gib,generation,epoch,zone,accelerator,driver,agent_pid,last_heartbeat,created_at";
+    private const string HostCols = "id,name,state,total_cpu_milli,total_mem_mib,total_disk_gib,reserved_cpu_milli,reserved_mem_mib,reserved_disk_gib,ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,used_cpu_milli,used_mem_mib,used_disk_gib,generation,epoch,zone,accelerator,driver,agent_pid,last_heartbeat,created_at,traits";
 
     private static Host ReadHost(SqliteDataReader r) => new(
         new HostId(Guid.Parse(r.GetString(0))), r.GetString(1), Names.ParseHostState(r.GetString(2)) ?? HostState.Down,
@@ -200,7 +200,8 @@ public sealed class SqliteStateStore : IStateStore
         new AllocationRatios(r.GetInt32(9), r.GetInt32(10), r.GetInt32(11)),
         new ResourceVector(r.GetInt64(12), r.GetInt64(13), r.GetInt64(14)),
         r.GetInt64(15), r.GetInt64(16), r.GetString(17), r.GetString(18), r.GetString(19),
-        r.IsDBNull(20) ? null : r.GetInt32(20), r.IsDBNull(21) ? null : Date(r.GetString(21)), Date(r.GetString(22)));
+        r.IsDBNull(20) ? null : r.GetInt32(20), r.IsDBNull(21) ? null : Date(r.GetString(21)), Date(r.GetString(22)),
+        r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)));
 
     public Task<Host> RegisterHostAsync(HostRegistrationRecord reg, DateTimeOffset now, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
@@ -282,7 +283,7 @@ public sealed class SqliteStateStore : IStateStore
 
     // ---------- instances ----------
 
-    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id";
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits";
 
     private static Instance ReadInstance(SqliteDataReader r) => new(
         new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
@@ -300,7 +301,8 @@ public sealed class SqliteStateStore : IStateStore
         r.IsDBNull(19) ? null : r.GetString(19),
         r.IsDBNull(20) ? null : r.GetString(20),
         r.IsDBNull(21) ? null : JsonSerializer.Deserialize<List<Forward>>(r.GetString(21)),
-        r.IsDBNull(22) ? null : Guid.Parse(r.GetString(22)));
+        r.IsDBNull(22) ? null : Guid.Parse(r.GetString(22)),
+        r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)));
 
     private static void BindInstance(SqliteCommand cmd, Instance i)
     {
@@ -326,6 +328,7 @@ public sealed class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$zone", (object?)i.Zone ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$fwd", i.Forwards is { Count: > 0 } f ? JsonSerializer.Serialize(f) : DBNull.Value);
         cmd.Parameters.AddWithValue("$group", i.GroupId is { } g ? g.ToString("D") : DBNull.Value);
+        cmd.Parameters.AddWithValue("$traits", i.Traits is { Count: > 0 } tr ? JsonSerializer.Serialize(tr) : DBNull.Value);
     }
 
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
@@ -341,8 +344,8 @@ public sealed class SqliteStateStore : IStateStore
             }
         }
         await using (var ins = Cmd(c, tx, """
-            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id)
-            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group)
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits)
             """))
         {
             BindInstance(ins, instance);
@@ -455,7 +458,7 @@ public sealed class SqliteStateStore : IStateStore
         await using var cmd = Cmd(c, tx, """
             UPDATE instances SET name=$name,flavor_id=$flavor,image_id=$image,host_id=$host,vm_state=$vm,task=$task,power_state=$power,
               cpu_milli=$cpu,mem_mib=$mem,disk_gib=$disk,fault=$fault,reboot_seq=$reboot,updated_at=$updated,task_requested_at=$taskat,
-              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,version=version+1
+              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,version=version+1
             WHERE id=$id AND version=$version
             """);
         BindInstance(cmd, i);
@@ -634,6 +637,85 @@ public sealed class SqliteStateStore : IStateStore
             d[new HostId(Guid.Parse(r.GetString(0)))] = r.GetInt32(1);
         }
         return d;
+    }, cancellationToken);
+
+    // ---------- host traits and aggregates ----------
+
+    public Task<bool> SetHostTraitsAsync(HostId id, IReadOnlyList<string> traits, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "UPDATE hosts SET traits=$t, generation=generation+1 WHERE id=$id");
+        cmd.Parameters.AddWithValue("$id", id.ToString());
+        cmd.Parameters.AddWithValue("$t", traits.Count == 0 ? DBNull.Value : JsonSerializer.Serialize(traits.Distinct().Order(StringComparer.Ordinal)));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    public Task<bool> CreateAggregateAsync(Aggregate a, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO aggregates(id,name,zone,metadata,created_at) VALUES ($id,$n,$z,$m,$at)");
+        cmd.Parameters.AddWithValue("$id", a.Id.ToString("D"));
+        cmd.Parameters.AddWithValue("$n", a.Name);
+        cmd.Parameters.AddWithValue("$z", (object?)a.Zone ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$m", JsonSerializer.Serialize(a.Metadata));
+        cmd.Parameters.AddWithValue("$at", a.CreatedAt.ToString("O"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    public async Task<Aggregate?> FindAggregateAsync(string nameOrId, CancellationToken cancellationToken) =>
+        (await ListAggregatesAsync(cancellationToken)).FirstOrDefault(a => a.Name == nameOrId || a.Id.ToString("D") == nameOrId);
+
+    public Task<IReadOnlyList<Aggregate>> ListAggregatesAsync(CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<Aggregate>>(async c =>
+    {
+        var members = new Dictionary<string, List<HostId>>();
+        await using (var m = c.CreateCommand())
+        {
+            m.CommandText = "SELECT aggregate_id, host_id FROM aggregate_hosts ORDER BY host_id";
+            await using var r = await m.ExecuteReaderAsync(cancellationToken);
+            while (await r.ReadAsync(cancellationToken))
+            {
+                (members.TryGetValue(r.GetString(0), out var l) ? l : members[r.GetString(0)] = []).Add(new HostId(Guid.Parse(r.GetString(1))));
+            }
+        }
+        var list = new List<Aggregate>();
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT id,name,zone,metadata,created_at FROM aggregates ORDER BY name";
+        await using var a = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await a.ReadAsync(cancellationToken))
+        {
+            list.Add(new Aggregate(Guid.Parse(a.GetString(0)), a.GetString(1), a.IsDBNull(2) ? null : a.GetString(2),
+                JsonSerializer.Deserialize<Dictionary<string, string>>(a.GetString(3)) ?? [], members.GetValueOrDefault(a.GetString(0)) ?? [], Date(a.GetString(4))));
+        }
+        return list;
+    }, cancellationToken);
+
+    public Task<bool> UpdateAggregateAsync(Guid id, string? zone, IReadOnlyDictionary<string, string> metadata, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "UPDATE aggregates SET zone=$z, metadata=$m, version=version+1 WHERE id=$id");
+        cmd.Parameters.AddWithValue("$id", id.ToString("D"));
+        cmd.Parameters.AddWithValue("$z", (object?)zone ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$m", JsonSerializer.Serialize(metadata));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }, cancellationToken);
+
+    public Task SetAggregateHostAsync(Guid id, HostId host, bool member, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, member
+            ? "INSERT OR IGNORE INTO aggregate_hosts(aggregate_id,host_id) VALUES ($a,$h)"
+            : "DELETE FROM aggregate_hosts WHERE aggregate_id=$a AND host_id=$h");
+        cmd.Parameters.AddWithValue("$a", id.ToString("D"));
+        cmd.Parameters.AddWithValue("$h", host.ToString());
+        return await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }, cancellationToken);
+
+    public Task<bool> DeleteAggregateAsync(Guid id, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using (var h = Cmd(c, tx, "DELETE FROM aggregate_hosts WHERE aggregate_id=$a"))
+        {
+            h.Parameters.AddWithValue("$a", id.ToString("D"));
+            await h.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await using var cmd = Cmd(c, tx, "DELETE FROM aggregates WHERE id=$a");
+        cmd.Parameters.AddWithValue("$a", id.ToString("D"));
+        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
     }, cancellationToken);
 
     // ---------- keypairs ----------
