@@ -144,6 +144,10 @@ public sealed class InventoryService(IStateStore store, TimeProvider time, Recon
         {
             errors.Add(new("zone", "invalid", zoneBad));
         }
+        if (r.Metadata is { } md && md.TryGetValue("scheduler_profile", out var profile) && !Scheduler.Profiles.Profiles.TryGet(profile, out _))
+        {
+            errors.Add(new("metadata.scheduler_profile", "invalid", "must be spread, pack or energy"));
+        }
         foreach (var (k, v) in r.Metadata ?? new Dictionary<string, string>())
         {
             if (k.Length is 0 or > 255 || k.Any(char.IsControl) || v is null || v.Length > 255 || v.Any(char.IsControl))

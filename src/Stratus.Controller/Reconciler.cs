@@ -26,6 +26,8 @@ public sealed partial class Reconciler(
     ILogger<Reconciler> log) : BackgroundService
 {
     private long _passes;
+    private readonly Dictionary<string, IPlacementEngine> _engines = new(StringComparer.Ordinal);
+    private Dictionary<string, string> _zoneProfiles = new(StringComparer.Ordinal);
     private DateTimeOffset _lastFullPush = DateTimeOffset.MinValue;
 
     /// <summary>Completed reconcile passes since start.</summary>
@@ -90,7 +92,7 @@ public sealed partial class Reconciler(
             for (var attempt = 0; ; attempt++)
             {
                 var (group, groupClaim) = await GroupAsync(inst, ct);
-                var result = placement.Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone)
+                var result = EngineFor(inst.Zone).Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone)
                 {
                     Group = group,
                     RequiredTraits = [.. (inst.Traits ?? []).Where(t => !t.StartsWith('!'))],
@@ -172,11 +174,31 @@ public sealed partial class Reconciler(
         await store.RecordPlacementAsync(inst.Id, System.Text.Json.JsonSerializer.Serialize(dto, Core.Wire.WireJson.Options), dto.DecidedAt, ct);
     }
 
+    /// <summary>
+    /// The engine for a zone: the profile named by the <c>scheduler_profile</c> metadata of the
+    /// zone's aggregate (spread, pack, energy), else the default engine.
+    /// </summary>
+    private IPlacementEngine EngineFor(string? zone)
+    {
+        if (zone is null || !_zoneProfiles.TryGetValue(zone, out var profile))
+        {
+            return placement;
+        }
+        if (!_engines.TryGetValue(profile, out var engine))
+        {
+            _engines[profile] = engine = new FrameworkPlacementEngine(Scheduler.Profiles.Profiles.Get(profile));
+        }
+        return engine;
+    }
+
     /// <summary>The fleet as placement sees it: hosts with their traits, aggregates and effective zone.</summary>
     private async Task<ClusterSnapshot> SnapshotAsync(CancellationToken ct)
     {
         var hosts = await store.ListHostsAsync(ct);
         var aggregates = await store.ListAggregatesAsync(ct);
+        _zoneProfiles = aggregates
+            .Where(a => a.Zone is not null && a.Metadata.TryGetValue("scheduler_profile", out var p) && Scheduler.Profiles.Profiles.TryGet(p, out _))
+            .GroupBy(a => a.Zone!).ToDictionary(g => g.Key, g => g.First().Metadata["scheduler_profile"], StringComparer.Ordinal);
         return new ClusterSnapshot(hosts.Select(h => HostSnapshot.From(h) with
         {
             Zone = Mapping.ZoneOf(h, aggregates),

@@ -56,6 +56,34 @@ public sealed class InventoryTests(TestCloud cloud) : IClassFixture<TestCloud>
     }
 
     [Fact]
+    public async Task ZoneProfile_PackInOneZone_ServersShareAHostWhileSpreadElsewhere()
+    {
+        await C.CreateAggregateAsync(new AggregateRequest("dense", "azp", new Dictionary<string, string> { ["scheduler_profile"] = "pack" }));
+        await C.AddAggregateHostAsync("dense", "host-1");
+        await C.AddAggregateHostAsync("dense", "host-2");
+        var packed = new List<ServerDto>();
+        for (var i = 0; i < 4; i++)
+        {
+            packed.Add(await SettleAsync(Req($"p-{i}", "azp")));
+        }
+        Assert.All(packed, s => Assert.Equal("active", s.VmState));
+        Assert.Single(packed.Select(s => s.HostName).Distinct());
+        var why = await C.PlacementAsync(packed[^1].Id);
+        Assert.Equal("pack", why.Profile);
+        var bad = await Assert.ThrowsAsync<StratusApiException>(() =>
+            C.UpdateAggregateAsync("dense", new AggregateRequest(null, null, new Dictionary<string, string> { ["scheduler_profile"] = "random" })));
+        Assert.Equal("validation_failed", bad.Code);
+        foreach (var s in packed)
+        {
+            await C.DeleteServerAsync(s.Id);
+            await cloud.WaitAsync(s.Id, "deleted");
+        }
+        await C.RemoveAggregateHostAsync("dense", "host-1");
+        await C.RemoveAggregateHostAsync("dense", "host-2");
+        await C.DeleteAggregateAsync("dense");
+    }
+
+    [Fact]
     public async Task Traits_RequiredAndForbidden_SteerPlacement()
     {
         var h = await C.SetHostTraitsAsync("host-2", ["CUSTOM_GPU", "CUSTOM_GPU"]);
