@@ -138,13 +138,15 @@ public static class Endpoints
                 return Http.Problem(ctx, portProblem);
             }
             string? key = ctx.Request.Headers["Idempotency-Key"];
-            var o = await cloud.CreateServerAsync(req!, key, RequestedBy, ctx.RequestAborted);
+            var o = await cloud.CreateServersAsync(req!, key, RequestedBy, ctx.RequestAborted);
             if (!o.Ok)
             {
                 return Http.Problem(ctx, o.Problem!);
             }
-            ctx.Response.Headers.Location = $"/v1/servers/{o.Value.Server.Id}";
-            return Http.Json(o.Value.Server.ToDto(null), 202);
+            ctx.Response.Headers.Location = $"/v1/servers/{o.Value.Servers[0].Id}";
+            return req!.Count is > 1
+                ? Http.Json(new ListDto<ServerDto>(o.Value.Servers.Select(s => s.ToDto(null)).ToList(), null), 202)
+                : Http.Json(o.Value.Servers[0].ToDto(null), 202);
         });
         v1.MapGet("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud, IStateStore store) =>
         {

@@ -174,11 +174,13 @@ public static class Commands
         var zone = new Option<string?>("--zone") { Description = "Availability zone" };
         var group = new Option<string?>("--group") { Description = "Server group (name or id) whose placement rule the server joins" };
         var trait = new Option<string[]>("--trait") { Description = "Trait the host must have (!TRAIT: must not have), repeatable" };
+        var count = new Option<int?>("--count") { Description = "Create N servers NAME-1…NAME-N in one request" };
+        var aon = new Option<bool>("--all-or-nothing") { Description = "With --count: place all of them or none" };
         var forward = new Option<string[]>("--forward") { Description = "HOSTPORT:GUESTPORT (host port 0 = choose), repeatable", AllowMultipleArgumentsPerToken = false };
         var idem = new Option<string?>("--idempotency-key") { Description = "Retry-safe key: a retry with the same key returns the same server" };
         var wait = WaitOption();
         var o = OutputOption();
-        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, forward, idem, wait, o };
+        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, count, aon, forward, idem, wait, o };
         create.SetAction((r, ct) => Api(r, async c =>
         {
             var forwards = new List<ForwardDto>();
@@ -198,11 +200,29 @@ public static class Commands
                     ? await File.ReadAllTextAsync(file, ct)
                     : throw new StratusApiException(0, "file_not_found", $"--user-data file '{file}' does not exist");
             }
-            var s = await c.CreateServerAsync(new CreateServerRequest(r.GetValue(name), r.GetValue(flavor), r.GetValue(image), ud, r.GetValue(key), r.GetValue(zone), forwards)
+            var req = new CreateServerRequest(r.GetValue(name), r.GetValue(flavor), r.GetValue(image), ud, r.GetValue(key), r.GetValue(zone), forwards)
             {
                 Group = r.GetValue(group),
                 Traits = r.GetValue(trait) is { Length: > 0 } ts ? ts : null,
-            }, r.GetValue(idem), ct);
+                Count = r.GetValue(count),
+                AllOrNothing = r.GetValue(aon) ? true : null,
+            };
+            if (req.Count is > 1)
+            {
+                var many = await c.CreateServersAsync(req, ct);
+                if (r.GetValue(wait))
+                {
+                    var done = new List<ServerDto>();
+                    foreach (var one in many)
+                    {
+                        done.Add(await Waiter.WaitAsync(c, one.Id, "active", ct));
+                    }
+                    many = done;
+                }
+                Output.Objects(many, r.GetValue(o), false, ["ID", "NAME", "STATE", "TASK", "HOST"], x => [x.Id, x.Name, x.VmState, x.Task, x.HostName ?? x.HostId]);
+                return;
+            }
+            var s = await c.CreateServerAsync(req, r.GetValue(idem), ct);
             if (r.GetValue(wait))
             {
                 s = await Waiter.WaitAsync(c, s.Id, "active", ct);

@@ -91,6 +91,10 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public Task<ServerDto> CreateServerAsync(CreateServerRequest r, string? idempotencyKey = null, CancellationToken ct = default) =>
         SendAsync<ServerDto>(HttpMethod.Post, "v1/servers", r, idempotencyKey, ct);
 
+    /// <summary>Creates NAME-1…NAME-N in one request (<paramref name="r"/>.Count &gt; 1).</summary>
+    public async Task<IReadOnlyList<ServerDto>> CreateServersAsync(CreateServerRequest r, CancellationToken ct = default) =>
+        (await SendAsync<ListDto<ServerDto>>(HttpMethod.Post, "v1/servers", r, null, ct)).Items;
+
     public Task<ServerDto> DeleteServerAsync(string reference, CancellationToken ct = default) => SendAsync<ServerDto>(HttpMethod.Delete, $"v1/servers/{Esc(reference)}", null, null, ct);
 
     public Task<ServerDto> ActAsync(string reference, string action, string? type = null, CancellationToken ct = default) =>

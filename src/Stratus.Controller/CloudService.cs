@@ -198,6 +198,13 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
 
     public async Task<Outcome<(Instance Server, bool Created)>> CreateServerAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct)
     {
+        var o = await CreateServersAsync(r, idempotencyKey, requestedBy, ct);
+        return o.Ok ? (o.Value.Servers[0], o.Value.Created) : o.Problem!;
+    }
+
+    /// <summary>Creates one server, or with <c>count</c> a batch NAME-1…NAME-N in one transaction.</summary>
+    public async Task<Outcome<(IReadOnlyList<Instance> Servers, bool Created)>> CreateServersAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct)
+    {
         var errors = new List<FieldError>();
         CheckName(r.Name, errors);
         Flavor? flavor = null;
@@ -284,6 +291,23 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             forwards.Add(new Forward(0, 22)); // a server with a key is reachable over SSH through a forward
         }
+        var count = r.Count ?? 1;
+        if (count is < 1 or > 100)
+        {
+            errors.Add(new("count", "out_of_range", "must be between 1 and 100"));
+        }
+        if (r.AllOrNothing is not null && r.Count is null)
+        {
+            errors.Add(new("all_or_nothing", "invalid", "is only valid with count"));
+        }
+        if (count > 1 && r.Name is { Length: > NameRules.MaxLength - 4 })
+        {
+            errors.Add(new("name", "invalid", $"with count, must be at most {NameRules.MaxLength - 4} characters (a suffix -N is added)"));
+        }
+        if (count > 1 && forwards.Any(f => f.HostPort != 0))
+        {
+            errors.Add(new("forwards", "invalid", "with count, host ports must be 0 (chosen per server)"));
+        }
         if (idempotencyKey is not null && (idempotencyKey.Length is 0 or > 128 || idempotencyKey.Any(char.IsControl)))
         {
             errors.Add(new("Idempotency-Key", "invalid", "must be 1–128 printable characters"));
@@ -293,6 +317,10 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
             return Problem.Validation(errors);
         }
         var now = time.GetUtcNow();
+        if (count > 1)
+        {
+            return await CreateBatchAsync(r, count, flavor!, image!, forwards, group, requestedBy, now, ct);
+        }
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
             flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null);
@@ -303,11 +331,31 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
             case CreateStatus.NameTaken:
                 return Problem.Conflict("name_in_use", $"a server named '{r.Name}' already exists");
             case CreateStatus.Existing:
-                return (outcome.Instance, false);
+                return ([outcome.Instance], false);
             default:
                 signal.Signal();
-                return (outcome.Instance, true);
+                return ([outcome.Instance], true);
         }
+    }
+
+    /// <summary>A batch: NAME-1…NAME-N created in one transaction (all or none), placed together by the reconciler.</summary>
+    private async Task<Outcome<(IReadOnlyList<Instance> Servers, bool Created)>> CreateBatchAsync(CreateServerRequest r, int count, Flavor flavor, Image image,
+        List<Forward> forwards, ServerGroup? group, string requestedBy, DateTimeOffset now, CancellationToken ct)
+    {
+        var batchId = Guid.CreateVersion7();
+        var batch = Enumerable.Range(1, count).Select(i =>
+        {
+            var inst = new Instance(InstanceId.New(), $"{r.Name}-{i}", flavor.Id, image.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
+                flavor.Resources, null, null, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id,
+                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false);
+            return (inst, new InstanceAction(0, inst.Id, "create", requestedBy, now, null, "pending", null));
+        }).ToList();
+        if (await store.CreateInstancesAsync(batch, ct) == CreateStatus.NameTaken)
+        {
+            return Problem.Conflict("name_in_use", $"a server named {r.Name}-1…{r.Name}-{count} already exists; nothing was created");
+        }
+        signal.Signal();
+        return (batch.Select(b => b.inst).ToList(), true);
     }
 
     public async Task<Instance?> ResolveServerAsync(string reference, CancellationToken ct) =>

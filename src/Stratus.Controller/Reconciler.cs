@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
 using Stratus.Protocol;
+using Stratus.Scheduler.Batch;
 using Stratus.Scheduler.Framework;
 using Stratus.Storage;
 
@@ -87,7 +88,17 @@ public sealed partial class Reconciler(
             return;
         }
         var snapshot = await SnapshotAsync(ct);
-        foreach (var inst in waiting)
+        // All-or-nothing batches are placed together; a batch cut by the page limit waits for the next pass.
+        var batches = waiting.Where(i => i is { BatchId: not null, BatchAllOrNothing: true }).GroupBy(i => i.BatchId!.Value).ToList();
+        if (waiting.Count >= options.ScheduleBatch && batches.Count > 0 && waiting[^1].BatchId == batches[^1].Key)
+        {
+            batches.RemoveAt(batches.Count - 1);
+        }
+        foreach (var batch in batches)
+        {
+            snapshot = await ScheduleBatchAsync(batch.ToList(), snapshot, ct);
+        }
+        foreach (var inst in waiting.Where(i => i is not { BatchId: not null, BatchAllOrNothing: true }))
         {
             for (var attempt = 0; ; attempt++)
             {
@@ -138,6 +149,69 @@ public sealed partial class Reconciler(
                 break;
             }
         }
+    }
+
+    /// <summary>Places an all-or-nothing batch in one decision and claims it in one transaction; or refuses every member with the reason.</summary>
+    private async Task<ClusterSnapshot> ScheduleBatchAsync(List<Instance> members, ClusterSnapshot snapshot, CancellationToken ct)
+    {
+        for (var attempt = 0; attempt < 10; attempt++)
+        {
+            var requests = new List<PlacementRequest>();
+            foreach (var inst in members)
+            {
+                var (group, _) = await GroupAsync(inst, ct);
+                requests.Add(new PlacementRequest(inst.Id, inst.Resources, inst.Zone)
+                {
+                    Group = group,
+                    Attempt = attempt,
+                    RequiredTraits = [.. (inst.Traits ?? []).Where(t => !t.StartsWith('!'))],
+                    ForbiddenTraits = [.. (inst.Traits ?? []).Where(t => t.StartsWith('!')).Select(t => t[1..])],
+                });
+            }
+            var result = BatchPlacer.Place(EngineFor(members[0].Zone), new BatchPlacementRequest([.. requests], AllOrNothing: true), snapshot);
+            for (var i = 0; i < members.Count; i++)
+            {
+                await RecordAsync(members[i], result.Results[i], ct);
+            }
+            var now = time.GetUtcNow();
+            if (!result.Complete)
+            {
+                var fault = $"no valid host for the batch of {members.Count} (all or nothing): " + string.Join("; ", result.Reasons);
+                foreach (var inst in members)
+                {
+                    await store.UpdateInstanceAsync(inst with { VmState = VmState.Error, Task = null, Fault = fault, UpdatedAt = now, TaskRequestedAt = null }, null,
+                        new ActionFinish("error", fault, now), ct);
+                }
+                LogUnschedulable(log, members[0].Id, fault);
+                return snapshot;
+            }
+            var updated = members.Select((inst, i) => inst with { HostId = ((Placed)result.Results[i]).Host, Task = InstanceTask.Spawning, UpdatedAt = now }).ToList();
+            var claims = result.Claims.Select(c => new HostClaimRecord(c.Host, c.Generation, c.Demand)).ToList();
+            if (await store.ClaimBatchAsync(updated, claims, ct) == CasOutcome.Ok)
+            {
+                foreach (var c in result.Claims)
+                {
+                    snapshot = Apply(snapshot, c.Host, c.Demand);
+                    signal.Signal(c.Host);
+                }
+                return snapshot;
+            }
+            snapshot = await SnapshotAsync(ct); // lost a race (or a member changed): re-plan the whole batch
+            var fresh = new List<Instance>();
+            foreach (var inst in members)
+            {
+                if (await store.GetInstanceAsync(inst.Id, ct) is { Task: InstanceTask.Scheduling } f)
+                {
+                    fresh.Add(f);
+                }
+            }
+            if (fresh.Count != members.Count)
+            {
+                return snapshot; // a member was deleted meanwhile: the next pass sees the batch anew
+            }
+            members = fresh;
+        }
+        return snapshot;
     }
 
     /// <summary>The server group the instance joins, as placement sees it, and the generation its claim must find.</summary>

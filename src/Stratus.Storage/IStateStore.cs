@@ -13,6 +13,9 @@ public sealed record InstanceQuery(int Limit = 100, string? Marker = null, strin
 /// <summary>A row of the resource ledger: what one instance holds on one host.</summary>
 public sealed record Allocation(InstanceId InstanceId, HostId HostId, ResourceVector Resources);
 
+/// <summary>One host's part of a batch claim: the generation the decision saw and the summed demand.</summary>
+public sealed record HostClaimRecord(HostId Host, long ExpectedGeneration, ResourceVector Total);
+
 /// <summary>The group part of a claim: the group whose generation the placement saw.</summary>
 public sealed record GroupClaim(Guid GroupId, long ExpectedGeneration);
 
@@ -90,6 +93,16 @@ public interface IStateStore : IAsyncDisposable
     // Instances
     /// <summary>Inserts a server (and the first action-log entry). With an idempotency key already used, returns the existing server instead; a live server with the same name refuses it.</summary>
     Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken);
+    /// <summary>Inserts several servers (a batch) in one transaction: all or none (a taken name refuses the whole batch).</summary>
+    Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Claims a whole batch in one transaction: per host one compare-and-swap on the generation the
+    /// decision saw, capacity re-checked for the host's summed demand, every allocation inserted and
+    /// every server CAS-updated. Nothing changes on any failure.
+    /// </summary>
+    Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, CancellationToken cancellationToken);
+
     Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken);
     Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken);
     Task<Page<Instance>> ListInstancesAsync(InstanceQuery query, CancellationToken cancellationToken);

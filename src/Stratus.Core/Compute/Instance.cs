@@ -54,7 +54,9 @@ public sealed record Instance(
     string? Zone = null,
     IReadOnlyList<Forward>? Forwards = null,
     Guid? GroupId = null,
-    IReadOnlyList<string>? Traits = null)
+    IReadOnlyList<string>? Traits = null,
+    Guid? BatchId = null,
+    bool BatchAllOrNothing = false)
 {
     /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
     public bool IsLive => VmState != VmState.Deleted;

@@ -54,6 +54,12 @@ public sealed record CreateServerRequest(string? Name, string? Flavor, string? I
 
     /// <summary>Traits the host must have; a leading '!' means the host must not have it.</summary>
     public IReadOnlyList<string>? Traits { get; init; }
+
+    /// <summary>Create this many servers (1–100) named NAME-1…NAME-N in one request; the answer is then a list.</summary>
+    public int? Count { get; init; }
+
+    /// <summary>With <see cref="Count"/>: place all or none (one refusal refuses the whole batch).</summary>
+    public bool? AllOrNothing { get; init; }
 }
 
 /// <summary>A host aggregate.</summary>

@@ -283,7 +283,7 @@ public sealed class SqliteStateStore : IStateStore
 
     // ---------- instances ----------
 
-    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits";
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing";
 
     private static Instance ReadInstance(SqliteDataReader r) => new(
         new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
@@ -302,7 +302,9 @@ public sealed class SqliteStateStore : IStateStore
         r.IsDBNull(20) ? null : r.GetString(20),
         r.IsDBNull(21) ? null : JsonSerializer.Deserialize<List<Forward>>(r.GetString(21)),
         r.IsDBNull(22) ? null : Guid.Parse(r.GetString(22)),
-        r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)));
+        r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)),
+        r.IsDBNull(24) ? null : Guid.Parse(r.GetString(24)),
+        r.GetInt64(25) != 0);
 
     private static void BindInstance(SqliteCommand cmd, Instance i)
     {
@@ -329,6 +331,8 @@ public sealed class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$fwd", i.Forwards is { Count: > 0 } f ? JsonSerializer.Serialize(f) : DBNull.Value);
         cmd.Parameters.AddWithValue("$group", i.GroupId is { } g ? g.ToString("D") : DBNull.Value);
         cmd.Parameters.AddWithValue("$traits", i.Traits is { Count: > 0 } tr ? JsonSerializer.Serialize(tr) : DBNull.Value);
+        cmd.Parameters.AddWithValue("$batch", i.BatchId is { } b ? b.ToString("D") : DBNull.Value);
+        cmd.Parameters.AddWithValue("$aon", i.BatchAllOrNothing ? 1 : 0);
     }
 
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
@@ -344,8 +348,8 @@ public sealed class SqliteStateStore : IStateStore
             }
         }
         await using (var ins = Cmd(c, tx, """
-            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits)
-            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits)
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon)
             """))
         {
             BindInstance(ins, instance);
@@ -360,6 +364,79 @@ public sealed class SqliteStateStore : IStateStore
         }
         await InsertActionAsync(c, tx, firstAction, cancellationToken);
         return new CreateInstanceOutcome(instance with { Version = 1 }, CreateStatus.Created);
+    }, cancellationToken);
+
+    public Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        foreach (var (instance, action) in batch)
+        {
+            await using var ins = Cmd(c, tx, """
+                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing)
+                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon)
+                """);
+            BindInstance(ins, instance);
+            try
+            {
+                await ins.ExecuteNonQueryAsync(cancellationToken);
+            }
+            catch (SqliteException e) when (e.SqliteErrorCode == 19)
+            {
+                await tx.RollbackAsync(cancellationToken);
+                return CreateStatus.NameTaken;
+            }
+            await InsertActionAsync(c, tx, action, cancellationToken);
+        }
+        return CreateStatus.Created;
+    }, cancellationToken);
+
+    public Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        foreach (var h in hosts)
+        {
+            await using var cmd = Cmd(c, tx, """
+                UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
+                WHERE id=$id AND generation=$g AND state='up'
+                  AND used_cpu_milli+$c <= (total_cpu_milli-reserved_cpu_milli)*ratio_cpu_permille/1000
+                  AND used_mem_mib+$m <= (total_mem_mib-reserved_mem_mib)*ratio_ram_permille/1000
+                  AND used_disk_gib+$d <= (total_disk_gib-reserved_disk_gib)*ratio_disk_permille/1000
+                """);
+            cmd.Parameters.AddWithValue("$id", h.Host.ToString());
+            cmd.Parameters.AddWithValue("$g", h.ExpectedGeneration);
+            cmd.Parameters.AddWithValue("$c", h.Total.MilliVcpus);
+            cmd.Parameters.AddWithValue("$m", h.Total.MemoryMib);
+            cmd.Parameters.AddWithValue("$d", h.Total.DiskGib);
+            if (await cmd.ExecuteNonQueryAsync(cancellationToken) != 1)
+            {
+                await tx.RollbackAsync(cancellationToken);
+                return CasOutcome.Conflict;
+            }
+        }
+        foreach (var i in updated)
+        {
+            await using (var a = Cmd(c, tx, "INSERT INTO allocations(instance_id,host_id,cpu_milli,mem_mib,disk_gib) VALUES ($i,$h,$c,$m,$d)"))
+            {
+                a.Parameters.AddWithValue("$i", i.Id.ToString());
+                a.Parameters.AddWithValue("$h", i.HostId!.Value.ToString());
+                a.Parameters.AddWithValue("$c", i.Resources.MilliVcpus);
+                a.Parameters.AddWithValue("$m", i.Resources.MemoryMib);
+                a.Parameters.AddWithValue("$d", i.Resources.DiskGib);
+                try
+                {
+                    await a.ExecuteNonQueryAsync(cancellationToken);
+                }
+                catch (SqliteException e) when (e.SqliteErrorCode == 19)
+                {
+                    await tx.RollbackAsync(cancellationToken);
+                    return CasOutcome.Conflict;
+                }
+            }
+            if (await CasInstanceAsync(c, tx, i, cancellationToken) != CasOutcome.Ok)
+            {
+                await tx.RollbackAsync(cancellationToken);
+                return CasOutcome.Conflict;
+            }
+        }
+        return CasOutcome.Ok;
     }, cancellationToken);
 
     public Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken) =>
@@ -458,7 +535,7 @@ public sealed class SqliteStateStore : IStateStore
         await using var cmd = Cmd(c, tx, """
             UPDATE instances SET name=$name,flavor_id=$flavor,image_id=$image,host_id=$host,vm_state=$vm,task=$task,power_state=$power,
               cpu_milli=$cpu,mem_mib=$mem,disk_gib=$disk,fault=$fault,reboot_seq=$reboot,updated_at=$updated,task_requested_at=$taskat,
-              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,version=version+1
+              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,batch_id=$batch,batch_all_or_nothing=$aon,version=version+1
             WHERE id=$id AND version=$version
             """);
         BindInstance(cmd, i);
