@@ -577,6 +577,13 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             return;
         }
 
+        // The exit can be seen before the QMP reader has processed the events QEMU sent last (its
+        // SHUTDOWN guest=true among them); the socket closes with the process, so let the reader
+        // drain to end-of-stream (bounded) before telling a guest power-off from a crash.
+        if (vm.Qmp is { } draining && !vm.GuestShutdown)
+        {
+            await Task.WhenAny(draining.Completion, Task.Delay(TimeSpan.FromSeconds(2)));
+        }
         var expected = vm.ExpectExit;
         var power = expected || vm.GuestShutdown ? PowerState.Shutdown : PowerState.Crashed;
         vm.Pid = null;
