@@ -157,9 +157,14 @@ public sealed partial class Reconciler(
         for (var attempt = 0; attempt < 10; attempt++)
         {
             var requests = new List<PlacementRequest>();
+            var groupClaims = new Dictionary<Guid, GroupClaim>();
             foreach (var inst in members)
             {
-                var (group, _) = await GroupAsync(inst, ct);
+                var (group, groupClaim) = await GroupAsync(inst, ct);
+                if (groupClaim is not null)
+                {
+                    groupClaims.TryAdd(groupClaim.GroupId, groupClaim);
+                }
                 requests.Add(new PlacementRequest(inst.Id, inst.Resources, inst.Zone)
                 {
                     Group = group,
@@ -169,7 +174,8 @@ public sealed partial class Reconciler(
                 });
             }
             var result = BatchPlacer.Place(EngineFor(members[0].Zone), new BatchPlacementRequest([.. requests], AllOrNothing: true), snapshot);
-            for (var i = 0; i < members.Count; i++)
+            // An all-or-nothing decision stops at the first refusal: members after it have no result.
+            for (var i = 0; i < members.Count && i < result.Results.Length; i++)
             {
                 await RecordAsync(members[i], result.Results[i], ct);
             }
@@ -187,7 +193,7 @@ public sealed partial class Reconciler(
             }
             var updated = members.Select((inst, i) => inst with { HostId = ((Placed)result.Results[i]).Host, Task = InstanceTask.Spawning, UpdatedAt = now }).ToList();
             var claims = result.Claims.Select(c => new HostClaimRecord(c.Host, c.Generation, c.Demand)).ToList();
-            if (await store.ClaimBatchAsync(updated, claims, ct) == CasOutcome.Ok)
+            if (await store.ClaimBatchAsync(updated, claims, [.. groupClaims.Values], ct) == CasOutcome.Ok)
             {
                 foreach (var c in result.Claims)
                 {

@@ -101,7 +101,7 @@ public interface IStateStore : IAsyncDisposable
     /// decision saw, capacity re-checked for the host's summed demand, every allocation inserted and
     /// every server CAS-updated. Nothing changes on any failure.
     /// </summary>
-    Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, CancellationToken cancellationToken);
+    Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, IReadOnlyList<GroupClaim> groups, CancellationToken cancellationToken);
 
     Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken);
     Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken);

@@ -53,6 +53,17 @@ public sealed class BatchCreateTests(TestCloud cloud) : IClassFixture<TestCloud>
     }
 
     [Fact]
+    public async Task Count_AllOrNothingFirstMemberCannotFit_WholeBatchRefused()
+    {
+        // Regression: the batch decision stops at the first refusal, so later members have no result.
+        await C.CreateFlavorAsync(new CreateFlavorRequest("b-huge", 8, 200 * 1024, 10, true));
+        var created = await C.CreateServersAsync(new CreateServerRequest("huge", "b-huge", "tiny", null, null, null, null) { Count = 3, AllOrNothing = true });
+        var settled = await SettleAsync(created);
+        Assert.All(settled, s => Assert.Equal("error", s.VmState));
+        Assert.All(settled, s => Assert.Contains("asked 200 GiB", s.Fault, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Count_WithoutAllOrNothing_PlacesWhatFits()
     {
         await C.CreateGroupAsync(new CreateGroupRequest("b-aa5", "anti-affinity", null));

@@ -6,7 +6,8 @@ namespace Stratus.Api.Tests;
 
 /// <summary>
 /// Property through the real create path (HTTP → store → reconciler → scheduler → CAS claims →
-/// simulated agents): for random mixes of flavors and anti-affinity groups created concurrently,
+/// simulated agents): for random mixes of flavors and anti-affinity groups created concurrently
+/// (single creates racing a batch create into the same group),
 /// no host is ever allocated beyond its ratios, the ledger equals the live allocations, no
 /// anti-affinity rule is broken, and every server ends active or in error with a reason.
 /// </summary>
@@ -31,8 +32,16 @@ public sealed class PlacementPropertyTests(TestCloud cloud) : IClassFixture<Test
                 await c.CreateGroupAsync(new CreateGroupRequest(g, "anti-affinity", null));
             }
             var flavors = new[] { "p-small", "p-big", "p-huge" };
-            var created = await Task.WhenAll(batch.Select((r, i) => c.CreateServerAsync(
-                new CreateServerRequest($"r{round}-s{i}", flavors[r.Item1], "tiny", null, null, null, null) { Group = r.Item2 < 3 ? groups[r.Item2] : null })));
+            // Single creates and one batch (into the first group, all-or-nothing every other round) race each other.
+            var singles = batch.Select((r, i) => c.CreateServerAsync(
+                new CreateServerRequest($"r{round}-s{i}", flavors[r.Item1], "tiny", null, null, null, null) { Group = r.Item2 < 3 ? groups[r.Item2] : null })).ToList();
+            var batched = c.CreateServersAsync(new CreateServerRequest($"r{round}-b", "p-small", "tiny", null, null, null, null)
+            {
+                Group = groups[0],
+                Count = 2,
+                AllOrNothing = round % 2 == 0 ? true : null,
+            });
+            var created = (await Task.WhenAll(singles)).Concat(await batched).ToList();
             var settled = new List<ServerDto>();
             foreach (var s in created)
             {
@@ -45,6 +54,7 @@ public sealed class PlacementPropertyTests(TestCloud cloud) : IClassFixture<Test
                 settled.Add(cur);
             }
             var ok = settled.All(s => s.VmState == "active" || (s.VmState == "error" && !string.IsNullOrEmpty(s.Fault)));
+
             var hosts = await c.ListHostsAsync();
             ok &= hosts.All(h => h.Used.Vcpus <= h.Capacity.Vcpus && h.Used.RamMib <= h.Capacity.RamMib && h.Used.DiskGib <= h.Capacity.DiskGib);
             var allocations = await cloud.Store.ListAllocationsAsync(CancellationToken.None);

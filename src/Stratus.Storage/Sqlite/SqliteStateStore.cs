@@ -389,8 +389,19 @@ public sealed class SqliteStateStore : IStateStore
         return CreateStatus.Created;
     }, cancellationToken);
 
-    public Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, IReadOnlyList<GroupClaim> groups, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
+        foreach (var group in groups)
+        {
+            await using var g = Cmd(c, tx, "UPDATE server_groups SET generation=generation+1 WHERE id=$g AND generation=$gen");
+            g.Parameters.AddWithValue("$g", group.GroupId.ToString("D"));
+            g.Parameters.AddWithValue("$gen", group.ExpectedGeneration);
+            if (await g.ExecuteNonQueryAsync(cancellationToken) != 1)
+            {
+                await tx.RollbackAsync(cancellationToken);
+                return CasOutcome.Conflict; // a member joined the group since the decision: re-plan
+            }
+        }
         foreach (var h in hosts)
         {
             await using var cmd = Cmd(c, tx, """
