@@ -96,7 +96,16 @@ public sealed partial class Reconciler(
         }
         foreach (var batch in batches)
         {
-            snapshot = await ScheduleBatchAsync(batch.ToList(), snapshot, ct);
+            try
+            {
+                snapshot = await ScheduleBatchAsync(batch.ToList(), snapshot, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // A bug in one batch must not stall every other server's placement.
+                LogPassFailed(log, e);
+                snapshot = await SnapshotAsync(ct);
+            }
         }
         foreach (var inst in waiting.Where(i => i is not { BatchId: not null, BatchAllOrNothing: true }))
         {
