@@ -87,40 +87,11 @@ internal static partial class ConfigDrive
 
     private static async Task RunAsync(string tool, string[] args, CancellationToken cancellationToken)
     {
-        var psi = new ProcessStartInfo(Resolve(tool))
+        var (code, _, stderr) = await ToolProcess.RunAsync(Resolve(tool), args, "apt-get install dosfstools mtools", cancellationToken,
+            new Dictionary<string, string> { ["MTOOLS_SKIP_CHECK"] = "1" });
+        if (code != 0)
         {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        psi.Environment["MTOOLS_SKIP_CHECK"] = "1";
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        Process process;
-        try
-        {
-            process = Process.Start(psi)!;
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new ComputeException("hypervisor_error", $"{tool} is missing ({ex.Message}): apt-get install dosfstools mtools");
-        }
-
-        using (process)
-        {
-            process.StandardInput.Close();
-            var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-            await process.WaitForExitAsync(cancellationToken);
-            await stdout;
-            if (process.ExitCode != 0)
-            {
-                throw new ComputeException("hypervisor_error", $"{tool} failed: {(await stderr).Trim()}");
-            }
+            throw new ComputeException("hypervisor_error", $"{tool} failed: {stderr.Trim()}");
         }
     }
 

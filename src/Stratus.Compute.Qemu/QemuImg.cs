@@ -132,46 +132,6 @@ public sealed class QemuImg(string binary = "qemu-img")
         }
     }
 
-    private async Task<(int Code, string Stdout, string Stderr)> RunAsync(IEnumerable<string> args, CancellationToken cancellationToken)
-    {
-        var psi = new ProcessStartInfo(binary)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        Process process;
-        try
-        {
-            process = Process.Start(psi) ?? throw new ComputeException("hypervisor_error", $"could not start {binary}");
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new ComputeException("hypervisor_error", $"could not start {binary}: {ex.Message} (is qemu-utils installed?)");
-        }
-
-        using (process)
-        {
-            process.StandardInput.Close();
-            var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-            try
-            {
-                await process.WaitForExitAsync(cancellationToken);
-            }
-            catch (OperationCanceledException)
-            {
-                process.Kill();
-                throw;
-            }
-
-            return (process.ExitCode, await stdout, await stderr);
-        }
-    }
+    private Task<(int Code, string Stdout, string Stderr)> RunAsync(IEnumerable<string> args, CancellationToken cancellationToken) =>
+        ToolProcess.RunAsync(binary, args, "is qemu-utils installed?", cancellationToken);
 }
