@@ -11,33 +11,21 @@ public interface IVmSelector
 public sealed class MinimumMigrationTimeSelector : IVmSelector
 {
     /// <inheritdoc />
-    public int Select(PlanningState state, int host)
-    {
-        var best = -1;
-        var min = double.MaxValue;
-        for (var i = 0; i < state.VmCountOn(host); i++)
-        {
-            var vm = state.VmOn(host, i);
-            if (state.IsInMigration(vm) || state.IsMigratingIn(host, i))
-            {
-                continue;
-            }
-            double ram = state.VmSpecOf(vm).RamMb;
-            if (ram < min)
-            {
-                min = ram;
-                best = vm;
-            }
-        }
-        return best;
-    }
+    public int Select(PlanningState state, int host) => MovableVms.ArgMin(state, host, vm => state.VmSpecOf(vm).RamMb);
 }
 
 /// <summary>Minimum utilisation (MU): the VM with the lowest current demand in MIPS.</summary>
 public sealed class MinimumUtilizationSelector : IVmSelector
 {
     /// <inheritdoc />
-    public int Select(PlanningState state, int host)
+    public int Select(PlanningState state, int host) => MovableVms.ArgMin(state, host, state.RequestedMips);
+}
+
+/// <summary>The VMs of a host that may be selected: not migrating out and not arriving.</summary>
+internal static class MovableVms
+{
+    /// <summary>The movable VM with the smallest <paramref name="key"/> (ties: the earliest on the host), or −1.</summary>
+    public static int ArgMin(PlanningState state, int host, Func<int, double> key)
     {
         var best = -1;
         var min = double.MaxValue;
@@ -48,10 +36,10 @@ public sealed class MinimumUtilizationSelector : IVmSelector
             {
                 continue;
             }
-            var mips = state.RequestedMips(vm);
-            if (mips < min)
+            var k = key(vm);
+            if (k < min)
             {
-                min = mips;
+                min = k;
                 best = vm;
             }
         }
