@@ -12,6 +12,7 @@ public sealed record PortForward(int HostPort, int GuestPort, string Protocol = 
 /// <param name="InitrdPath">Optional direct-boot initrd, with <see cref="KernelPath"/>.</param>
 /// <param name="MaxVcpus">Ceiling for live vCPU hot-add (≥ Vcpus).</param>
 /// <param name="MaxMemoryMib">Ceiling for live memory hot-add (≥ MemoryMib).</param>
+/// <param name="StoragePool">"local" (this host's directory) or "shared" (the pool every host reaches); see <see cref="StoragePools"/>.</param>
 public sealed record VmSpec(
     InstanceId Id,
     string Name,
@@ -28,7 +29,8 @@ public sealed record VmSpec(
     IReadOnlyList<PortForward> Forwards,
     int MaxVcpus,
     long MaxMemoryMib,
-    bool CpuCapped = true);
+    bool CpuCapped = true,
+    string StoragePool = StoragePools.Local);
 
 /// <summary>What a driver observes of one VM.</summary>
 /// <param name="Pid">Hypervisor process id, when there is one.</param>

@@ -1,0 +1,99 @@
+using Stratus.Core.Ids;
+
+namespace Stratus.Compute;
+
+/// <summary>Where a VM's disk lives: on this host only, or on a pool every host reaches (an NFS mount, say).</summary>
+public static class StoragePools
+{
+    public const string Local = "local";
+    public const string Shared = "shared";
+}
+
+/// <summary>Tuning of one live migration.</summary>
+/// <param name="MaxDowntime">QEMU's downtime limit (null: QEMU's default, 300 ms).</param>
+/// <param name="AutoConverge">Throttle the guest's vCPUs when it dirties memory faster than it can be sent.</param>
+/// <param name="PostCopy">Switch to post-copy once pre-copy has made one full pass.</param>
+/// <param name="BandwidthBytesPerSecond">Cap on the migration stream (null: unlimited).</param>
+public sealed record MigrationOptions(
+    TimeSpan? MaxDowntime = null,
+    bool AutoConverge = false,
+    bool PostCopy = false,
+    long? BandwidthBytesPerSecond = null);
+
+/// <summary>What the destination prepared for an incoming migration; handed to the source.</summary>
+/// <param name="Uri">Where the source sends the VM's state (QEMU migration URI, e.g. <c>tcp:127.0.0.1:PORT</c>).</param>
+/// <param name="DiskTarget">For a disk on a local pool: where the source mirrors the disk (an NBD export, e.g. <c>127.0.0.1:PORT:EXPORT</c>); null when the disk is on the shared pool.</param>
+/// <param name="Forwards">The host forwards the destination bound (they differ from the source's).</param>
+public sealed record IncomingMigration(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<PortForward> Forwards);
+
+/// <summary>A migration's progress as the source sees it (QEMU's query-migrate, in one shape for every driver).</summary>
+/// <param name="Status">"setup", "active", "postcopy-active", "device", "completed", "failed", "cancelled".</param>
+public sealed record MigrationProgress(
+    string Status,
+    long TotalBytes,
+    long TransferredBytes,
+    long RemainingBytes,
+    long DirtyRateBytesPerSecond,
+    long ExpectedDowntimeMs,
+    long? DowntimeMs,
+    long? TotalTimeMs,
+    long DiskTotalBytes = 0,
+    long DiskTransferredBytes = 0,
+    string? Error = null);
+
+/// <summary>
+/// Optional driver ability: move a running VM to another host of the same driver while it keeps running.
+/// Sequence: destination <see cref="PrepareIncomingAsync"/> → source <see cref="MigrateOutAsync"/> →
+/// on success destination <see cref="CompleteIncomingAsync"/> then source <see cref="CompleteOutgoingAsync"/>;
+/// on failure destination <see cref="AbortIncomingAsync"/> and the VM keeps running at the source.
+/// </summary>
+public interface ILiveMigrationDriver
+{
+    /// <summary>Destination: starts the VM waiting for incoming state (disk on the shared pool is opened in place; on a local pool an empty disk is exported for the mirror).</summary>
+    Task<IncomingMigration> PrepareIncomingAsync(VmSpec spec, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Source: sends the running VM to <paramref name="target"/> and returns the final progress (status "completed"),
+    /// or throws <see cref="ComputeException"/> with the VM still running here. Cancelling the token aborts the
+    /// migration (QEMU <c>migrate_cancel</c>) and the VM keeps running here.
+    /// </summary>
+    Task<MigrationProgress> MigrateOutAsync(InstanceId id, IncomingMigration target, MigrationOptions options,
+        IProgress<MigrationProgress>? progress, CancellationToken cancellationToken);
+
+    /// <summary>Destination: the VM arrived; make sure it runs and becomes an ordinary VM of this host.</summary>
+    Task<VmStatus> CompleteIncomingAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Source: the VM runs elsewhere now; remove its process and local files (never the shared disk).</summary>
+    Task CompleteOutgoingAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Destination: the migration failed; remove everything prepared (never the shared disk). Idempotent.</summary>
+    Task AbortIncomingAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Cold migration, source: the stopped VM's disk as a file the destination can copy from (null when on the shared pool).</summary>
+    Task<string?> ExportDiskAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Cold migration, destination: defines the stopped VM here from <paramref name="spec"/>, copying the disk from <paramref name="sourceDisk"/> unless it is on the shared pool.</summary>
+    Task<VmStatus> ImportStoppedAsync(VmSpec spec, string? sourceDisk, CancellationToken cancellationToken);
+}
+
+/// <summary>One VM's resource use over the last sampling interval.</summary>
+/// <param name="CpuPercent">Share of the VM's vCPUs used, 0–100 (100 = every vCPU busy).</param>
+/// <param name="MemoryUsedMib">Memory the hypervisor process uses for the guest.</param>
+public sealed record VmSample(
+    InstanceId Id,
+    double CpuPercent,
+    long MemoryUsedMib,
+    long DiskReadBytesPerSecond,
+    long DiskWriteBytesPerSecond,
+    long NetRxBytesPerSecond,
+    long NetTxBytesPerSecond);
+
+/// <summary>One host's resource use at <paramref name="At"/>, with its VMs'.</summary>
+/// <param name="CpuPercent">Share of the host's cores used, 0–100.</param>
+public sealed record HostSample(DateTimeOffset At, double CpuPercent, long MemoryUsedMib, long DiskUsedGib, IReadOnlyList<VmSample> Vms);
+
+/// <summary>Optional driver ability: sample host and per-VM resource use (rates since the previous call).</summary>
+public interface IMetricsSource
+{
+    Task<HostSample> SampleAsync(CancellationToken cancellationToken);
+}
