@@ -18,6 +18,9 @@ public sealed class AgentOptions
     /// <summary>Availability zone the host belongs to. Default "default".</summary>
     public string Zone { get; init; } = "default";
 
+    /// <summary>Storage pools this host reaches: always "local", plus "shared" when a shared pool is mounted.</summary>
+    public IReadOnlyList<string> StoragePools { get; init; } = ["local"];
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(HostName))

@@ -61,7 +61,11 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         var inv = await _driver.DetectInventoryAsync(cancellationToken);
         var (hostId, epoch) = await _controller.RegisterAsync(new HostRegistration(
             _options.HostName, inv.Cores, inv.MemoryMib, inv.DiskGib, inv.Accelerator, _driver.Name, inv.CpuModel, inv.CgroupVersion,
-            Environment.ProcessId, ProtocolVersion.Major), cancellationToken);
+            Environment.ProcessId, ProtocolVersion.Major)
+        {
+            CpuFlags = HostFacts.CpuFlags(),
+            StoragePools = _options.StoragePools,
+        }, cancellationToken);
         HostId = hostId;
         _epoch = epoch;
         LogRegistered(_log, _options.HostName, hostId, inv.Accelerator);
@@ -144,7 +148,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
 
     private async Task ReconcileAsync(InstanceId id, CancellationToken ct)
     {
-        if (!_desired.TryGetValue(id, out var d))
+        if (!_desired.TryGetValue(id, out var d) || IsMigrating(id))
         {
             return;
         }
@@ -239,10 +243,11 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         {
             var cmdline = File.Exists(Path.Combine(dir, "cmdline")) ? File.ReadAllText(Path.Combine(dir, "cmdline")).Trim() : "console=ttyS0";
             return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, Path.Combine(dir, "disk.qcow2"), "qcow2",
-                Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline, d.UserData, d.PublicKeys, forwards, d.Vcpus, d.MemoryMib);
+                Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline, d.UserData, d.PublicKeys, forwards, d.Vcpus, d.MemoryMib,
+                StoragePool: d.StoragePool);
         }
         return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, d.ImageRef, d.ImageFormat, null, null, null, d.UserData, d.PublicKeys,
-            forwards, d.Vcpus, d.MemoryMib);
+            forwards, d.Vcpus, d.MemoryMib, StoragePool: d.StoragePool);
     }
 
     private async Task HeartbeatLoopAsync(CancellationToken ct)

@@ -19,12 +19,18 @@ public static class Endpoints
     {
         var v1 = app.MapGroup("/v1");
 
-        v1.MapGet("/health", async (IStateStore store, AgentHub hub, Reconciler rec, ControllerOptions co, StratusdOptions so, CancellationToken ct) =>
+        v1.MapGet("/health", async (IStateStore store, AgentHub hub, Reconciler rec, ControllerOptions co, StratusdOptions so, ListenEndpoints le, CancellationToken ct) =>
         {
             var hosts = await store.ListHostsAsync(ct);
             var up = hosts.Count(h => h.State == HostState.Up);
-            var ready = hub.ConnectedHosts.Count >= co.ExpectedHosts && hub.CompleteHosts >= co.ExpectedHosts && rec.Passes > 0;
-            return Http.Json(new HealthDto("ok", Version, hosts.Count, up, co.ExpectedHosts, ready, so.Driver));
+            var connected = hub.ConnectedHosts.Count;
+            var ready = connected >= co.ExpectedHosts && hub.CompleteHosts >= co.ExpectedHosts && rec.Passes > 0;
+            return Http.Json(new HealthDto("ok", Version, hosts.Count, up, co.ExpectedHosts, ready, so.Driver)
+            {
+                AgentEndpoint = le.AgentUrl,
+                AgentSocket = le.AgentSocket,
+                HostsConnected = connected,
+            });
         });
 
         // ---- flavors
@@ -267,6 +273,11 @@ public static class Endpoints
         });
 
         // ---- hosts
+        v1.MapPost("/hosts/tokens", async (HttpContext ctx, AgentTokens tokens) =>
+        {
+            var (req, err) = await Http.ReadAsync<AgentTokenRequest>(ctx);
+            return err ?? Http.From(ctx, await tokens.IssueAsync(req!.Host, ctx.RequestAborted), t => new AgentTokenDto(req.Host!, t), 201);
+        });
         v1.MapGet("/hosts", async (IStateStore store, CancellationToken ct) =>
         {
             var hosts = await store.ListHostsAsync(ct);

@@ -47,6 +47,10 @@ namespace Stratus.Api
                         case "--sim-delay-scale": o.SimDelayScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--tiny-image": o.TinyImagePath = Path.GetFullPath(Next()); break;
                         case "--no-bootstrap": o.BootstrapDefaults = false; break;
+                        case "--agent-port": o.AgentPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--no-agent-socket": o.AgentSocket = false; break;
+                        case "--expect-hosts": o.ExpectRemoteHosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--shared-pool": o.SharedPool = Path.GetFullPath(Next()); break;
                         default: errors.Add($"unknown argument '{args[i]}'"); break;
                     }
                 }
@@ -67,8 +71,39 @@ namespace Stratus.Api
         {
             Directory.CreateDirectory(options.DataDir);
             var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseUrls($"http://{options.Listen}:{options.Port}");
-            builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Http.MaxJsonBody);
+            var endpoints = new ListenEndpoints();
+            builder.WebHost.ConfigureKestrel(k =>
+            {
+                k.Limits.MaxRequestBodySize = Http.MaxJsonBody;
+                // Agents: one long-lived stream each, many per connection for hollow agents; pings find dead peers.
+                k.Limits.Http2.MaxStreamsPerConnection = 8192;
+                k.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(5);
+                k.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(10);
+                var address = options.Listen is "localhost" ? System.Net.IPAddress.Loopback : System.Net.IPAddress.Parse(options.Listen);
+                k.Listen(address, options.Port, l => endpoints.Api = l);
+                if (options.AgentPort is not { } agentPort || agentPort > 0 || options.Port == 0)
+                {
+                    var port = options.AgentPort ?? (options.Port == 0 ? 0 : options.Port + 1);
+                    k.Listen(address, port, l =>
+                    {
+                        l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2;
+                        endpoints.Agent = l;
+                    });
+                }
+                if (options.AgentSocket)
+                {
+                    var sock = Path.Combine(options.DataDir, "agent.sock");
+                    File.Delete(sock);
+                    k.ListenUnixSocket(sock, l => l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2);
+                    endpoints.AgentSocket = sock;
+                }
+            });
+            builder.Services.AddSingleton(endpoints);
+            builder.Services.AddGrpc(g =>
+            {
+                g.MaxReceiveMessageSize = 16 * 1024 * 1024;
+                g.IgnoreUnknownServices = true; // no catch-all gRPC routes: they would turn the REST API's 405s into 404s
+            });
             builder.Logging.ClearProviders();
             builder.Logging.AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss.fff "; });
             builder.Logging.SetMinimumLevel(LogLevel.Information);
@@ -78,7 +113,8 @@ namespace Stratus.Api
             builder.Services.AddOpenApi("v1");
             builder.Services.AddSingleton(options);
             builder.Services.AddSingleton(TimeProvider.System);
-            builder.Services.AddSingleton(new ControllerOptions { ExpectedHosts = options.Hosts });
+            builder.Services.AddSingleton(new ControllerOptions { ExpectedHosts = options.Hosts + options.ExpectRemoteHosts });
+            builder.Services.AddSingleton<AgentTokens>();
             builder.Services.AddSingleton<IStateStore>(_ =>
             {
                 var store = new SqliteStateStore(Path.Combine(options.DataDir, "stratus.db"));
@@ -130,9 +166,26 @@ namespace Stratus.Api
                     WireJson.Options);
             });
             app.MapOpenApi("/v1/openapi.json");
+            app.MapGrpcService<AgentChannelService>();
             Endpoints.Map(app);
             return app;
         }
+    }
+
+    /// <summary>Where the controller listens: the REST API, the agents' gRPC port and unix socket (filled once Kestrel binds).</summary>
+    public sealed class ListenEndpoints
+    {
+        internal Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? Api { get; set; }
+
+        internal Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? Agent { get; set; }
+
+        public string? AgentSocket { get; internal set; }
+
+        /// <summary>The REST API's base URL, e.g. http://127.0.0.1:7300.</summary>
+        public string ApiUrl => Api?.IPEndPoint is { } ep ? $"http://{ep}" : "";
+
+        /// <summary>The agents' gRPC endpoint, e.g. http://127.0.0.1:7301 (null when disabled).</summary>
+        public string? AgentUrl => Agent?.IPEndPoint is { } ep ? $"http://{ep}" : null;
     }
 
     /// <summary>Writes DATA_DIR/stratusd.pid while the controller runs, so `stratus down` finds it.</summary>

@@ -12,6 +12,18 @@ public sealed class StratusdOptions
     /// <summary>REST API port. Default 7300.</summary>
     public int Port { get; set; } = 7300;
 
+    /// <summary>Agent endpoint port (gRPC over HTTP/2, cleartext on loopback). Default: the API port + 1; 0 picks a free one.</summary>
+    public int? AgentPort { get; set; }
+
+    /// <summary>Also serve agents on DATA_DIR/agent.sock (for agents on this machine). Default on.</summary>
+    public bool AgentSocket { get; set; } = true;
+
+    /// <summary>Remote agents the controller waits for before it reports ready (in addition to the embedded ones).</summary>
+    public int ExpectRemoteHosts { get; set; }
+
+    /// <summary>The shared storage pool (a directory every host reaches); null when there is none.</summary>
+    public string? SharedPool { get; set; }
+
     /// <summary>Hypervisor driver of the embedded agents: simulated or qemu.</summary>
     public string Driver { get; set; } = "simulated";
 
@@ -41,6 +53,14 @@ public sealed class StratusdOptions
         if (Hosts is < 0 or > 1000)
         {
             errors.Add($"--hosts must be between 0 and 1000 (got {Hosts})");
+        }
+        if (AgentPort is < 0 or > 65535)
+        {
+            errors.Add($"--agent-port must be between 0 and 65535 (got {AgentPort})");
+        }
+        if (ExpectRemoteHosts is < 0 or > 10000)
+        {
+            errors.Add($"--expect-hosts must be between 0 and 10000 (got {ExpectRemoteHosts})");
         }
         if (SimDelayScale is < 0 or > 10)
         {

@@ -135,6 +135,8 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     // hosts
     public async Task<IReadOnlyList<HostDto>> ListHostsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<HostDto>>("v1/hosts", ct)).Items;
     public Task<HostDto> GetHostAsync(string reference, CancellationToken ct = default) => GetAsync<HostDto>($"v1/hosts/{Esc(reference)}", ct);
+    public Task<AgentTokenDto> IssueAgentTokenAsync(string host, CancellationToken ct = default) =>
+        SendAsync<AgentTokenDto>(HttpMethod.Post, "v1/hosts/tokens", new AgentTokenRequest(host), null, ct);
 
     // plumbing
     private Task<T> GetAsync<T>(string path, CancellationToken ct) => SendAsync<T>(HttpMethod.Get, path, null, null, ct);

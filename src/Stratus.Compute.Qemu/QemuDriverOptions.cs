@@ -32,6 +32,9 @@ public sealed class QemuDriverOptions
     public string DataDirectory { get; set; } = "/var/lib/stratus/compute";
 
     /// <summary>The QEMU system emulator to exec (absolute path or a name found on PATH).</summary>
+    /// <summary>The shared storage pool (a directory every host reaches, as an NFS mount); null when there is none.</summary>
+    public string? SharedPoolDirectory { get; set; }
+
     public string QemuBinary { get; set; } = "qemu-system-x86_64";
 
     /// <summary>The <c>qemu-img</c> tool.</summary>

@@ -52,6 +52,15 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         _complete.TryRemove(host, out _);
     }
 
+    /// <summary>Detaches <paramref name="session"/> only if it is still the host's current one (a reconnected agent's new session stays).</summary>
+    public void Detach(HostId host, IAgentSession session)
+    {
+        if (_sessions.TryRemove(new KeyValuePair<HostId, IAgentSession>(host, session)))
+        {
+            _complete.TryRemove(host, out _);
+        }
+    }
+
     public IAgentSession? Session(HostId host) => _sessions.GetValueOrDefault(host);
 
     public IReadOnlyCollection<HostId> ConnectedHosts => _sessions.Keys.ToList();

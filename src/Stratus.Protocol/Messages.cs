@@ -31,7 +31,8 @@ public sealed record DesiredVm(
     IReadOnlyList<ForwardSpec> Forwards,
     DesiredPower Power,
     long RebootSeq,
-    bool RebootHard);
+    bool RebootHard,
+    string StoragePool = "local");
 
 /// <summary>The full desired state of one host: level-triggered, the agent converges to it.</summary>
 public sealed record DesiredHostState(HostId HostId, long Epoch, IReadOnlyList<DesiredVm> Vms);
@@ -59,7 +60,14 @@ public sealed record HostRegistration(
     string CpuModel,
     int CgroupVersion,
     int AgentPid,
-    int ProtocolMajor);
+    int ProtocolMajor)
+{
+    /// <summary>CPU feature flags (from /proc/cpuinfo), for migration compatibility and placement traits.</summary>
+    public IReadOnlyList<string> CpuFlags { get; init; } = [];
+
+    /// <summary>Storage pools this host reaches ("local", "shared").</summary>
+    public IReadOnlyList<string> StoragePools { get; init; } = ["local"];
+}
 
 /// <summary>Agent → controller: a report of actual state for a host (full, level-triggered).</summary>
 public sealed record HostReport(HostId HostId, long Epoch, IReadOnlyList<ActualVm> Vms, bool Complete);
@@ -87,4 +95,55 @@ public interface IAgentSession
 
     /// <summary>Reads the tail of a VM's console.</summary>
     Task<string> ReadConsoleAsync(InstanceId id, int maxBytes, CancellationToken cancellationToken);
+
+    /// <summary>Destination of a live migration: start the VM waiting for its state.</summary>
+    Task<IncomingMigrationInfo> PrepareIncomingAsync(DesiredVm vm, CancellationToken cancellationToken);
+
+    /// <summary>Source of a live migration: send the VM; cancelling aborts it and the VM keeps running here.</summary>
+    Task<MigrationStatus> MigrateOutAsync(InstanceId id, IncomingMigrationInfo target, MigrationSettings settings,
+        IProgress<MigrationStatus>? progress, CancellationToken cancellationToken);
+
+    /// <summary>Destination: the VM arrived and runs; it is an ordinary VM of this host from now on.</summary>
+    Task<ActualVm> CompleteIncomingAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Source: the VM runs elsewhere; remove what is left here (never a shared disk).</summary>
+    Task CompleteOutgoingAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Destination: the migration failed; remove everything prepared. Idempotent.</summary>
+    Task AbortIncomingAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Cold migration, source: the stopped VM's disk file (null when on the shared pool).</summary>
+    Task<string?> ExportDiskAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Cold migration, destination: define the stopped VM here, copying its disk unless shared.</summary>
+    Task<ActualVm> ImportStoppedAsync(DesiredVm vm, string? sourceDisk, CancellationToken cancellationToken);
+
+    /// <summary>Stops every VM of the host (for `stratus down`), leaving desired state untouched.</summary>
+    Task ShutdownVmsAsync(TimeSpan graceful, CancellationToken cancellationToken);
+}
+
+/// <summary>Tuning of one live migration, as the controller asks for it.</summary>
+public sealed record MigrationSettings(long? MaxDowntimeMs = null, bool AutoConverge = false, bool PostCopy = false, long? BandwidthBytesPerSecond = null);
+
+/// <summary>What a destination prepared for an incoming VM (see the driver contract).</summary>
+public sealed record IncomingMigrationInfo(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<ForwardSpec> Forwards);
+
+/// <summary>A migration's progress as the source reports it.</summary>
+public sealed record MigrationStatus(
+    string Status,
+    long TotalBytes,
+    long TransferredBytes,
+    long RemainingBytes,
+    long DirtyRateBytesPerSecond,
+    long ExpectedDowntimeMs,
+    long? DowntimeMs,
+    long? TotalTimeMs,
+    long DiskTotalBytes,
+    long DiskTransferredBytes,
+    string? Error);
+
+/// <summary>An agent refused or failed a request; <see cref="Code"/> is stable (the driver's code, or "agent_unreachable").</summary>
+public sealed class AgentRequestException(string code, string message) : Exception(message)
+{
+    public string Code { get; } = code;
 }

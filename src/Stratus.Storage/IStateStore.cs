@@ -50,6 +50,10 @@ public enum CreateStatus
 public sealed record CreateInstanceOutcome(Instance Instance, CreateStatus Status);
 
 /// <summary>Closes the newest open action-log entry of a server in the same transaction as a state change.</summary>
+/// <summary>A server being moved between hosts; the destination's claim is held until the move finishes.</summary>
+/// <param name="Kind">"live" or "cold".</param>
+public sealed record MigrationRecord(InstanceId InstanceId, HostId Source, HostId Destination, string Kind, ResourceVector Resources, DateTimeOffset StartedAt);
+
 public sealed record ActionFinish(string Result, string? Message, DateTimeOffset At);
 
 /// <summary>Outcome of a delete that may be refused because something still uses the object.</summary>
@@ -176,6 +180,28 @@ public interface IStateStore : IAsyncDisposable
     Task<IReadOnlyList<InstanceAction>> ListActionsAsync(InstanceId id, CancellationToken cancellationToken);
     /// <summary>Finishes the newest unfinished action of an instance.</summary>
     Task FinishActionAsync(InstanceId id, string result, string? message, DateTimeOffset at, CancellationToken cancellationToken);
+
+    // Agents
+    /// <summary>Stores (replacing) the SHA-256 of a host's agent token.</summary>
+    Task SetAgentTokenAsync(string hostName, string tokenSha256, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<string?> GetAgentTokenAsync(string hostName, CancellationToken cancellationToken);
+
+    // Migrations
+    /// <summary>
+    /// Starts a move in one transaction: claims the server's resources on the destination (generation
+    /// compare-and-swap, capacity and state 'up' checked), records the migration, updates the server
+    /// (task migrating) and opens its action. NoCapacity / Conflict / NotFound change nothing.
+    /// </summary>
+    Task<CasOutcome> BeginMigrationAsync(Instance updated, MigrationRecord migration, long expectedDestinationGeneration, InstanceAction action, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Ends a move in one transaction: when <paramref name="moved"/> the allocation moves to the
+    /// destination and the source's resources are given back, otherwise the destination's claim is
+    /// given back; the server is updated and its action closed.
+    /// </summary>
+    Task<CasOutcome> FinishMigrationAsync(Instance updated, bool moved, ActionFinish finish, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<MigrationRecord>> ListMigrationsAsync(CancellationToken cancellationToken);
 
     /// <summary>A deterministic text dump of every row of every table (less the heartbeat timestamps), for tests that prove a request changed nothing.</summary>
     Task<string> DumpAsync(CancellationToken cancellationToken);

@@ -21,6 +21,15 @@ public sealed class TestCloud : IAsyncLifetime
 
     public double DelayScale { get; init; } = 0.02;
 
+    /// <summary>Remote agents the cloud waits for before it is ready (tests start them before <see cref="InitializeAsync"/> returns only if they connect by themselves).</summary>
+    public int RemoteHosts { get; init; }
+
+    /// <summary>Where remote agents dial (gRPC over HTTP/2).</summary>
+    public string AgentUrl { get; private set; } = "";
+
+    /// <summary>Set to skip waiting for readiness (remote agents are started after the cloud).</summary>
+    public bool WaitReady { get; init; } = true;
+
     public StratusClient Client { get; private set; } = null!;
 
     public HttpClient Http { get; private set; } = null!;
@@ -31,14 +40,15 @@ public sealed class TestCloud : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale };
-        _app = StratusApp.Build(options, b => b.WebHost.UseUrls("http://127.0.0.1:0"));
+        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale, ExpectRemoteHosts = RemoteHosts };
+        _app = StratusApp.Build(options, b => { });
         await _app.StartAsync();
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var address = _app.Services.GetRequiredService<ListenEndpoints>().ApiUrl;
+        AgentUrl = _app.Services.GetRequiredService<ListenEndpoints>().AgentUrl!;
         Http = new HttpClient { BaseAddress = new Uri(address.TrimEnd('/') + "/") };
         Client = new StratusClient(new HttpClient { BaseAddress = Http.BaseAddress });
         var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!(await Client.HealthAsync()).Ready)
+        while (WaitReady && !(await Client.HealthAsync()).Ready)
         {
             if (DateTime.UtcNow > deadline)
             {

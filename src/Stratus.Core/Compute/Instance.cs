@@ -56,7 +56,8 @@ public sealed record Instance(
     Guid? GroupId = null,
     IReadOnlyList<string>? Traits = null,
     Guid? BatchId = null,
-    bool BatchAllOrNothing = false)
+    bool BatchAllOrNothing = false,
+    string StoragePool = "local")
 {
     /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
     public bool IsLive => VmState != VmState.Deleted;

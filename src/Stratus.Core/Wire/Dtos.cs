@@ -7,7 +7,23 @@ namespace Stratus.Core.Wire;
 // cannot drift. Property names are snake_case on the wire.
 
 /// <summary>GET /v1/health.</summary>
-public sealed record HealthDto(string Status, string Version, int Hosts, int HostsUp, int HostsExpected, bool Ready, string Driver);
+public sealed record HealthDto(string Status, string Version, int Hosts, int HostsUp, int HostsExpected, bool Ready, string Driver)
+{
+    /// <summary>Where agents dial the controller (gRPC over HTTP/2), e.g. http://127.0.0.1:7301.</summary>
+    public string? AgentEndpoint { get; init; }
+
+    /// <summary>The unix socket agents on the controller's machine may use instead.</summary>
+    public string? AgentSocket { get; init; }
+
+    /// <summary>Hosts whose agent is connected now.</summary>
+    public int HostsConnected { get; init; }
+}
+
+/// <summary>POST /v1/hosts/tokens: issue the agent token of a host (by name).</summary>
+public sealed record AgentTokenRequest(string? Host);
+
+/// <summary>An agent token, shown once.</summary>
+public sealed record AgentTokenDto(string Host, string Token);
 
 /// <summary>A flavor.</summary>
 public sealed record FlavorDto(string Id, string Name, int Vcpus, long RamMib, long DiskGib, bool IsPublic, DateTimeOffset CreatedAt);

@@ -283,7 +283,7 @@ public sealed class SqliteStateStore : IStateStore
 
     // ---------- instances ----------
 
-    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing";
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool";
 
     private static Instance ReadInstance(SqliteDataReader r) => new(
         new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
@@ -304,7 +304,8 @@ public sealed class SqliteStateStore : IStateStore
         r.IsDBNull(22) ? null : Guid.Parse(r.GetString(22)),
         r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)),
         r.IsDBNull(24) ? null : Guid.Parse(r.GetString(24)),
-        r.GetInt64(25) != 0);
+        r.GetInt64(25) != 0,
+        r.GetString(26));
 
     private static void BindInstance(SqliteCommand cmd, Instance i)
     {
@@ -333,6 +334,7 @@ public sealed class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$traits", i.Traits is { Count: > 0 } tr ? JsonSerializer.Serialize(tr) : DBNull.Value);
         cmd.Parameters.AddWithValue("$batch", i.BatchId is { } b ? b.ToString("D") : DBNull.Value);
         cmd.Parameters.AddWithValue("$aon", i.BatchAllOrNothing ? 1 : 0);
+        cmd.Parameters.AddWithValue("$pool", i.StoragePool);
     }
 
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
@@ -348,8 +350,8 @@ public sealed class SqliteStateStore : IStateStore
             }
         }
         await using (var ins = Cmd(c, tx, """
-            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing)
-            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon)
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool)
             """))
         {
             BindInstance(ins, instance);
@@ -371,8 +373,8 @@ public sealed class SqliteStateStore : IStateStore
         foreach (var (instance, action) in batch)
         {
             await using var ins = Cmd(c, tx, """
-                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing)
-                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon)
+                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool)
+                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool)
                 """);
             BindInstance(ins, instance);
             try
@@ -546,7 +548,7 @@ public sealed class SqliteStateStore : IStateStore
         await using var cmd = Cmd(c, tx, """
             UPDATE instances SET name=$name,flavor_id=$flavor,image_id=$image,host_id=$host,vm_state=$vm,task=$task,power_state=$power,
               cpu_milli=$cpu,mem_mib=$mem,disk_gib=$disk,fault=$fault,reboot_seq=$reboot,updated_at=$updated,task_requested_at=$taskat,
-              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,batch_id=$batch,batch_all_or_nothing=$aon,version=version+1
+              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,batch_id=$batch,batch_all_or_nothing=$aon,storage_pool=$pool,version=version+1
             WHERE id=$id AND version=$version
             """);
         BindInstance(cmd, i);
@@ -834,6 +836,136 @@ public sealed class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$id", id.ToString("D"));
         return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
     }, cancellationToken);
+
+    // ---------- agents ----------
+
+    public Task SetAgentTokenAsync(string hostName, string tokenSha256, DateTimeOffset now, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "INSERT INTO agent_tokens(host_name,token_sha256,created_at) VALUES ($n,$t,$at) ON CONFLICT(host_name) DO UPDATE SET token_sha256=$t, created_at=$at");
+        cmd.Parameters.AddWithValue("$n", hostName);
+        cmd.Parameters.AddWithValue("$t", tokenSha256);
+        cmd.Parameters.AddWithValue("$at", now.ToString("O"));
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
+        return true;
+    }, cancellationToken);
+
+    public Task<string?> GetAgentTokenAsync(string hostName, CancellationToken cancellationToken) =>
+        QueryOneAsync("SELECT token_sha256 FROM agent_tokens WHERE host_name=$k", hostName, r => r.GetString(0), cancellationToken);
+
+    // ---------- migrations ----------
+
+    public Task<CasOutcome> BeginMigrationAsync(Instance updated, MigrationRecord m, long expectedDestinationGeneration, InstanceAction action, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using (var h = Cmd(c, tx, """
+            UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
+            WHERE id=$id AND generation=$g AND state='up'
+              AND used_cpu_milli+$c <= (total_cpu_milli-reserved_cpu_milli)*ratio_cpu_permille/1000
+              AND used_mem_mib+$m <= (total_mem_mib-reserved_mem_mib)*ratio_ram_permille/1000
+              AND used_disk_gib+$d <= (total_disk_gib-reserved_disk_gib)*ratio_disk_permille/1000
+            """))
+        {
+            h.Parameters.AddWithValue("$id", m.Destination.ToString());
+            h.Parameters.AddWithValue("$g", expectedDestinationGeneration);
+            h.Parameters.AddWithValue("$c", m.Resources.MilliVcpus);
+            h.Parameters.AddWithValue("$m", m.Resources.MemoryMib);
+            h.Parameters.AddWithValue("$d", m.Resources.DiskGib);
+            if (await h.ExecuteNonQueryAsync(cancellationToken) != 1)
+            {
+                await using var g = Cmd(c, tx, "SELECT generation FROM hosts WHERE id=$id");
+                g.Parameters.AddWithValue("$id", m.Destination.ToString());
+                var gen = await g.ExecuteScalarAsync(cancellationToken);
+                await tx.RollbackAsync(cancellationToken);
+                return gen is null ? CasOutcome.NotFound : (long)gen != expectedDestinationGeneration ? CasOutcome.Conflict : CasOutcome.NoCapacity;
+            }
+        }
+        await using (var ins = Cmd(c, tx, "INSERT INTO migrations(instance_id,source_host_id,dest_host_id,kind,cpu_milli,mem_mib,disk_gib,started_at) VALUES ($i,$s,$d,$k,$c,$m,$g,$at)"))
+        {
+            ins.Parameters.AddWithValue("$i", m.InstanceId.ToString());
+            ins.Parameters.AddWithValue("$s", m.Source.ToString());
+            ins.Parameters.AddWithValue("$d", m.Destination.ToString());
+            ins.Parameters.AddWithValue("$k", m.Kind);
+            ins.Parameters.AddWithValue("$c", m.Resources.MilliVcpus);
+            ins.Parameters.AddWithValue("$m", m.Resources.MemoryMib);
+            ins.Parameters.AddWithValue("$g", m.Resources.DiskGib);
+            ins.Parameters.AddWithValue("$at", m.StartedAt.ToString("O"));
+            try
+            {
+                await ins.ExecuteNonQueryAsync(cancellationToken);
+            }
+            catch (SqliteException e) when (e.SqliteErrorCode == 19)
+            {
+                await tx.RollbackAsync(cancellationToken);
+                return CasOutcome.Conflict; // already moving
+            }
+        }
+        var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
+        if (outcome != CasOutcome.Ok)
+        {
+            await tx.RollbackAsync(cancellationToken);
+            return outcome;
+        }
+        await InsertActionAsync(c, tx, action, cancellationToken);
+        return CasOutcome.Ok;
+    }, cancellationToken);
+
+    public Task<CasOutcome> FinishMigrationAsync(Instance updated, bool moved, ActionFinish finish, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        MigrationRecord? m = null;
+        await using (var sel = Cmd(c, tx, "SELECT instance_id,source_host_id,dest_host_id,kind,cpu_milli,mem_mib,disk_gib,started_at FROM migrations WHERE instance_id=$i"))
+        {
+            sel.Parameters.AddWithValue("$i", updated.Id.ToString());
+            await using var r = await sel.ExecuteReaderAsync(cancellationToken);
+            if (await r.ReadAsync(cancellationToken))
+            {
+                m = ReadMigration(r);
+            }
+        }
+        if (m is null)
+        {
+            await tx.RollbackAsync(cancellationToken);
+            return CasOutcome.NotFound;
+        }
+        var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
+        if (outcome != CasOutcome.Ok)
+        {
+            await tx.RollbackAsync(cancellationToken);
+            return outcome;
+        }
+        // The host that gives its share back: the source when the server moved, else the destination.
+        var giveBack = moved ? m.Source : m.Destination;
+        await using (var h = Cmd(c, tx, "UPDATE hosts SET used_cpu_milli=used_cpu_milli-$c, used_mem_mib=used_mem_mib-$m, used_disk_gib=used_disk_gib-$d, generation=generation+1 WHERE id=$h"))
+        {
+            h.Parameters.AddWithValue("$h", giveBack.ToString());
+            h.Parameters.AddWithValue("$c", m.Resources.MilliVcpus);
+            h.Parameters.AddWithValue("$m", m.Resources.MemoryMib);
+            h.Parameters.AddWithValue("$d", m.Resources.DiskGib);
+            await h.ExecuteNonQueryAsync(cancellationToken);
+        }
+        if (moved)
+        {
+            await using var a = Cmd(c, tx, "UPDATE allocations SET host_id=$h WHERE instance_id=$i");
+            a.Parameters.AddWithValue("$h", m.Destination.ToString());
+            a.Parameters.AddWithValue("$i", m.InstanceId.ToString());
+            await a.ExecuteNonQueryAsync(cancellationToken);
+            await using var g = Cmd(c, tx, "UPDATE hosts SET generation=generation+1 WHERE id=$h");
+            g.Parameters.AddWithValue("$h", m.Destination.ToString());
+            await g.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await using (var del = Cmd(c, tx, "DELETE FROM migrations WHERE instance_id=$i"))
+        {
+            del.Parameters.AddWithValue("$i", m.InstanceId.ToString());
+            await del.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await FinishInTxAsync(c, tx, updated.Id, finish, cancellationToken);
+        return CasOutcome.Ok;
+    }, cancellationToken);
+
+    public Task<IReadOnlyList<MigrationRecord>> ListMigrationsAsync(CancellationToken cancellationToken) =>
+        QueryAsync("SELECT instance_id,source_host_id,dest_host_id,kind,cpu_milli,mem_mib,disk_gib,started_at FROM migrations ORDER BY started_at", null, ReadMigration, cancellationToken);
+
+    private static MigrationRecord ReadMigration(SqliteDataReader r) => new(
+        new InstanceId(Guid.Parse(r.GetString(0))), new HostId(Guid.Parse(r.GetString(1))), new HostId(Guid.Parse(r.GetString(2))), r.GetString(3),
+        new ResourceVector(r.GetInt64(4), r.GetInt64(5), r.GetInt64(6)), Date(r.GetString(7)));
 
     // ---------- actions ----------
 
