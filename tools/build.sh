@@ -22,6 +22,7 @@ if newer; then
     dotnet build Stratus.slnx -c Release -nologo -v:q -clp:NoSummary 1>&2
   else
     dotnet build src/Stratus.Api/Stratus.Api.csproj -c Release -nologo -v:q -clp:NoSummary 1>&2
+    dotnet build src/Stratus.Agent/Stratus.Agent.csproj -c Release -nologo -v:q -clp:NoSummary 1>&2
     dotnet build src/Stratus.Cli/Stratus.Cli.csproj -c Release -nologo -v:q -clp:NoSummary 1>&2
   fi
   mv ".build/stamp-next" "$stamp"

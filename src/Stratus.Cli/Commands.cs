@@ -447,8 +447,12 @@ public static class Commands
                 ("last_heartbeat", h.LastHeartbeat?.ToString("u", Output.Inv)),
             ]);
         }));
+        var tname = new Argument<string>("name") { Description = "The host's name (as its agent registers it)" };
+        var token = new Command("token", "Issue the agent token of a host (replaces its previous one); `stratus agent --token` uses it") { tname };
+        token.SetAction((r, ct) => Api(r, async c => Console.Out.WriteLine((await c.IssueAgentTokenAsync(r.GetValue(tname)!, ct)).Token)));
         cmd.Subcommands.Add(list);
         cmd.Subcommands.Add(show);
+        cmd.Subcommands.Add(token);
         cmd.Subcommands.Add(InventoryCommands.HostTraits(Api));
         return cmd;
     }

@@ -39,5 +39,22 @@ public static class Extensions
             return Stratus.Simulator.Cli.SimulateMain.RunAsync(rest, cancellationToken: ct);
         });
         yield return simulate;
+
+        var agentArgs = new Argument<string[]>("args") { Arity = ArgumentArity.ZeroOrMore, Description = "--controller URL --data-dir DIR [--name N] [--token T] [--driver qemu|simulated] [--shared-pool DIR] [--hollow N]" };
+        var agent = new Command("agent", "Run a host agent in the foreground, as on another server: it dials the controller and serves its VMs") { agentArgs };
+        agent.TreatUnmatchedTokensAsErrors = false;
+        agent.SetAction(async (r, ct) =>
+        {
+            var exe = Environment.GetEnvironmentVariable("STRATUS_AGENT_PATH") is { Length: > 0 } p ? p : Path.Combine(AppContext.BaseDirectory, "stratus-agent");
+            var psi = new System.Diagnostics.ProcessStartInfo(exe) { UseShellExecute = false };
+            foreach (var a in (r.GetValue(agentArgs) ?? []).Concat(r.UnmatchedTokens))
+            {
+                psi.ArgumentList.Add(a);
+            }
+            using var proc = System.Diagnostics.Process.Start(psi)!;
+            await proc.WaitForExitAsync(CancellationToken.None);
+            return proc.ExitCode;
+        });
+        yield return agent;
     }
 }

@@ -11,6 +11,9 @@ public static class Local
 
     public static string DefaultDataDir => Environment.GetEnvironmentVariable("STRATUS_DATA_DIR") is { Length: > 0 } d ? d : Path.Combine(Home, ".data");
 
+    private static string AgentExe =>
+        Environment.GetEnvironmentVariable("STRATUS_AGENT_PATH") is { Length: > 0 } p ? p : Path.Combine(AppContext.BaseDirectory, "stratus-agent");
+
     private static string Stratusd =>
         Environment.GetEnvironmentVariable("STRATUSD_PATH") is { Length: > 0 } p ? p : Path.Combine(AppContext.BaseDirectory, "stratusd");
 
@@ -47,9 +50,22 @@ public static class Local
             }
             extra = [.. extra, "--tiny-image", tiny];
         }
-        var args = new List<string> { "--data-dir", dataDir, "--port", port.ToString(Output.Inv), "--driver", driver, "--hosts", hosts.ToString(Output.Inv) };
+        // One host: its agent runs inside the controller (all-in-one). Several: one agent process each,
+        // with its own state directory, all reaching one shared storage pool.
+        var remote = hosts > 1;
+        var shared = Path.Combine(dataDir, "shared");
+        var args = new List<string> { "--data-dir", dataDir, "--port", port.ToString(Output.Inv), "--driver", driver };
+        if (remote)
+        {
+            Directory.CreateDirectory(shared);
+            args.AddRange(["--hosts", "0", "--expect-hosts", hosts.ToString(Output.Inv), "--shared-pool", shared]);
+        }
+        else
+        {
+            args.AddRange(["--hosts", hosts.ToString(Output.Inv)]);
+        }
         args.AddRange(extra);
-        if (!detach)
+        if (!detach && !remote)
         {
             var psi = new ProcessStartInfo(Stratusd) { UseShellExecute = false };
             args.ForEach(psi.ArgumentList.Add);
@@ -70,6 +86,10 @@ public static class Local
         var url = new Uri($"http://127.0.0.1:{port}/");
         using var client = StratusClient.Create(url, TimeSpan.FromSeconds(5));
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(180);
+        if (remote && await StartAgentsAsync(client, dataDir, driver, hosts, shared, extra, deadline, ct) is { } failed)
+        {
+            return failed;
+        }
         string? last = null;
         while (DateTime.UtcNow < deadline)
         {
@@ -85,6 +105,10 @@ public static class Local
                 if (h.Ready)
                 {
                     Console.Out.WriteLine($"Stratus is up at {url} (data {dataDir}, driver {driver}, {h.HostsUp} host(s)); log: {log}");
+                    if (!detach)
+                    {
+                        return await ForegroundAsync(dataDir, ct);
+                    }
                     return 0;
                 }
             }
@@ -121,9 +145,115 @@ public static class Local
         }
     }
 
+    /// <summary>
+    /// Starts one `stratus-agent` process per host that has none running (an agent that died is not
+    /// restarted by anything else: tests kill them on purpose). Each gets its own state directory and
+    /// token (issued once, kept in the directory with mode 0600) and dials the controller's unix socket.
+    /// </summary>
+    private static async Task<int?> StartAgentsAsync(StratusClient client, string dataDir, string driver, int hosts, string shared,
+        IReadOnlyList<string> extra, DateTime deadline, CancellationToken ct)
+    {
+        if (!File.Exists(AgentExe))
+        {
+            Console.Error.WriteLine($"error: stratus-agent not found at {AgentExe}; run through ./stratus");
+            return 1;
+        }
+        while (true)
+        {
+            try
+            {
+                await client.HealthAsync(ct);
+                break;
+            }
+            catch (StratusApiException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100, ct);
+            }
+        }
+        for (var i = 1; i <= hosts; i++)
+        {
+            var name = $"host-{i}";
+            var dir = Path.Combine(dataDir, "agents", name);
+            Directory.CreateDirectory(dir);
+            var tokenFile = Path.Combine(dir, "token");
+            if (!File.Exists(tokenFile))
+            {
+                var token = await client.IssueAgentTokenAsync(name, ct);
+                File.WriteAllText(tokenFile, token.Token + "\n");
+                if (!OperatingSystem.IsWindows())
+                {
+                    File.SetUnixFileMode(tokenFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                }
+            }
+            if (ReadPid(dir, "agent.pid") is { } pid && Alive(pid))
+            {
+                continue;
+            }
+            var agentArgs = new List<string>
+            {
+                AgentExe, "--controller", "unix:" + Path.Combine(dataDir, "agent.sock"), "--data-dir", dir, "--name", name,
+                "--driver", driver, "--shared-pool", shared, "--token-file", tokenFile, "--stop-vms-on-exit",
+            };
+            var scale = extra.ToList().IndexOf("--sim-delay-scale");
+            if (scale >= 0 && scale + 1 < extra.Count)
+            {
+                agentArgs.AddRange(["--sim-delay-scale", extra[scale + 1]]);
+            }
+            var sh = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+            sh.ArgumentList.Add("-c");
+            sh.ArgumentList.Add($"setsid {string.Join(' ', agentArgs.Select(Quote))} >>{Quote(Path.Combine(dir, "agent.log"))} 2>&1 </dev/null &");
+            using var p = Process.Start(sh)!;
+            await p.WaitForExitAsync(ct);
+        }
+        return null;
+    }
+
+    /// <summary>`up` without --detach for several hosts: wait until the controller exits or Ctrl-C, then bring everything down.</summary>
+    private static async Task<int> ForegroundAsync(string dataDir, CancellationToken ct)
+    {
+        try
+        {
+            while (ReadPid(dataDir) is { } pid && Alive(pid))
+            {
+                await Task.Delay(500, ct);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        return await DownAsync(dataDir, CancellationToken.None);
+    }
+
+    /// <summary>Stops the agent processes of a multi-host cloud; each stops its VMs before it exits.</summary>
+    private static async Task StopAgentsAsync(string dataDir, CancellationToken ct)
+    {
+        var root = Path.Combine(dataDir, "agents");
+        if (!Directory.Exists(root))
+        {
+            return;
+        }
+        var pids = Directory.GetDirectories(root).Select(d => ReadPid(d, "agent.pid")).OfType<int>().Where(Alive).ToList();
+        pids.ForEach(pid => Signal(pid, "TERM"));
+        var sw = Stopwatch.StartNew();
+        while (pids.Any(Alive) && sw.Elapsed < TimeSpan.FromSeconds(25))
+        {
+            await Task.Delay(100, ct);
+        }
+        foreach (var pid in pids.Where(Alive))
+        {
+            Console.Error.WriteLine($"agent {pid} did not stop in time; killing it");
+            Signal(pid, "KILL");
+        }
+        if (pids.Count > 0)
+        {
+            Console.Out.WriteLine($"{pids.Count} agent(s) stopped in {sw.Elapsed.TotalSeconds:0.0} s");
+        }
+    }
+
     public static async Task<int> DownAsync(string dataDir, CancellationToken ct)
     {
         dataDir = Path.GetFullPath(dataDir);
+        await StopAgentsAsync(dataDir, ct);
         if (ReadPid(dataDir) is not { } pid || !Alive(pid))
         {
             Console.Out.WriteLine($"Stratus is not running for {dataDir}");
@@ -154,9 +284,9 @@ public static class Local
         k.WaitForExit();
     }
 
-    private static int? ReadPid(string dataDir)
+    private static int? ReadPid(string dataDir, string file = "stratusd.pid")
     {
-        var f = Path.Combine(dataDir, "stratusd.pid");
+        var f = Path.Combine(dataDir, file);
         return File.Exists(f) && int.TryParse(File.ReadAllText(f).Trim(), out var pid) ? pid : null;
     }
 
