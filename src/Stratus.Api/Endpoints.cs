@@ -154,7 +154,7 @@ public static class Endpoints
                 ? Http.Json(new ListDto<ServerDto>(o.Value.Servers.Select(s => s.ToDto(null)).ToList(), null), 202)
                 : Http.Json(o.Value.Servers[0].ToDto(null), 202);
         });
-        v1.MapGet("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud, IStateStore store) =>
+        v1.MapGet("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud, IStateStore store, Migrator migrator) =>
         {
             var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);
             if (!o.Ok)
@@ -162,8 +162,15 @@ public static class Endpoints
                 return Http.Problem(ctx, o.Problem!);
             }
             var host = o.Value!.HostId is { } h ? await store.GetHostAsync(h, ctx.RequestAborted) : null;
-            return Http.Json(o.Value.ToDto(host?.Name));
+            return Http.Json(o.Value.ToDto(host?.Name) with { Migration = migrator.View(o.Value.Id) });
         });
+        v1.MapPost("/servers/{reference}/migrate", async (HttpContext ctx, string reference, Migrator migrator) =>
+        {
+            var (req, err) = await Http.ReadAsync<MigrateRequest>(ctx);
+            return err ?? Http.From(ctx, await migrator.StartAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202);
+        });
+        v1.MapPost("/servers/{reference}/migrate/abort", async (HttpContext ctx, string reference, Migrator migrator) =>
+            Http.From(ctx, await migrator.AbortAsync(reference, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202));
         v1.MapDelete("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.DeleteServerAsync(reference, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202));
         v1.MapPost("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
@@ -273,6 +280,10 @@ public static class Endpoints
         });
 
         // ---- hosts
+        v1.MapPost("/hosts/{reference}/maintenance", async (HttpContext ctx, string reference, Migrator migrator, IStateStore store) =>
+            Http.From(ctx, await migrator.MaintenanceAsync(reference, ctx.RequestAborted), h => h.ToDto(0), 202));
+        v1.MapPost("/hosts/{reference}/enable", async (HttpContext ctx, string reference, Migrator migrator) =>
+            Http.From(ctx, await migrator.EnableAsync(reference, ctx.RequestAborted), h => h.ToDto(0)));
         v1.MapPost("/hosts/tokens", async (HttpContext ctx, AgentTokens tokens) =>
         {
             var (req, err) = await Http.ReadAsync<AgentTokenRequest>(ctx);

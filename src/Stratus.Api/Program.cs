@@ -113,8 +113,13 @@ namespace Stratus.Api
             builder.Services.AddOpenApi("v1");
             builder.Services.AddSingleton(options);
             builder.Services.AddSingleton(TimeProvider.System);
-            builder.Services.AddSingleton(new ControllerOptions { ExpectedHosts = options.Hosts + options.ExpectRemoteHosts });
+            builder.Services.AddSingleton(new ControllerOptions
+            {
+                ExpectedHosts = options.Hosts + options.ExpectRemoteHosts,
+                DefaultStoragePool = options.SharedPool is null ? "local" : "shared",
+            });
             builder.Services.AddSingleton<AgentTokens>();
+            builder.Services.AddSingleton<Migrator>();
             builder.Services.AddSingleton<IStateStore>(_ =>
             {
                 var store = new SqliteStateStore(Path.Combine(options.DataDir, "stratus.db"));
@@ -132,6 +137,7 @@ namespace Stratus.Api
             builder.Services.AddSingleton<Reconciler>();
             builder.Services.AddHostedService<PidFile>();
             builder.Services.AddHostedService<Bootstrap>();
+            builder.Services.AddHostedService<MigrationRecovery>();
             builder.Services.AddSingleton<EmbeddedAgents>();
             // Agents stop after the reconciler (hosted services stop in reverse order).
             builder.Services.AddHostedService(sp => sp.GetRequiredService<EmbeddedAgents>());
@@ -186,6 +192,14 @@ namespace Stratus.Api
 
         /// <summary>The agents' gRPC endpoint, e.g. http://127.0.0.1:7301 (null when disabled).</summary>
         public string? AgentUrl => Agent?.IPEndPoint is { } ep ? $"http://{ep}" : null;
+    }
+
+    /// <summary>At start-up, rolls back migrations a previous controller process left unfinished.</summary>
+    public sealed class MigrationRecovery(Migrator migrator) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => migrator.RecoverAsync(cancellationToken);
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     /// <summary>Writes DATA_DIR/stratusd.pid while the controller runs, so `stratus down` finds it.</summary>

@@ -306,6 +306,8 @@ public static class Commands
             cmd.Subcommands.Add(action);
         }
 
+        cmd.Subcommands.Add(MigrationCommands.ServerMigrate(Api, OutputOption));
+
         var cref = new Argument<string>("server") { Description = "Server name or id" };
         var cout = OutputOption();
         var console = new Command("console", "Print the server's serial console") { cref, cout };
@@ -454,6 +456,10 @@ public static class Commands
         cmd.Subcommands.Add(show);
         cmd.Subcommands.Add(token);
         cmd.Subcommands.Add(InventoryCommands.HostTraits(Api));
+        foreach (var c in MigrationCommands.HostCommands(Api))
+        {
+            cmd.Subcommands.Add(c);
+        }
         return cmd;
     }
 

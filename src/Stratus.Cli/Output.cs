@@ -79,8 +79,18 @@ public static class Output
             ("host", s.HostName ?? s.HostId), ("flavor_id", s.FlavorId), ("image_id", s.ImageId),
             ("vcpus", s.Vcpus.ToString(Inv)), ("ram_mib", s.RamMib.ToString(Inv)), ("disk_gib", s.DiskGib.ToString(Inv)),
             ("forwards", s.Forwards.Count == 0 ? null : string.Join(", ", s.Forwards.Select(f => $"127.0.0.1:{f.HostPort}->{f.GuestPort}"))),
+            ("storage_pool", s.StoragePool),
+            ("migration", s.Migration is { } m ? Migration(m) : null),
             ("fault", s.Fault), ("created_at", s.CreatedAt.ToString("u", Inv)),
         ]);
+    }
+
+    /// <summary>One line of a migration's progress: phase, bytes, dirty rate, expected downtime.</summary>
+    public static string Migration(MigrationDto m)
+    {
+        var pct = m.TotalBytes > 0 ? $" {100.0 * Math.Min(m.TransferredBytes, m.TotalBytes) / m.TotalBytes:0}%" : "";
+        return $"{m.Kind} {m.Phase} ({m.Status}){pct} {m.TransferredBytes / 1048576.0:0.0}/{m.TotalBytes / 1048576.0:0.0} MiB, " +
+            $"dirty {m.DirtyRateBytesPerSecond / 1048576.0:0.0} MiB/s, expected downtime {m.ExpectedDowntimeMs} ms";
     }
 
     public static readonly IFormatProvider Inv = System.Globalization.CultureInfo.InvariantCulture;

@@ -135,6 +135,14 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     // hosts
     public async Task<IReadOnlyList<HostDto>> ListHostsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<HostDto>>("v1/hosts", ct)).Items;
     public Task<HostDto> GetHostAsync(string reference, CancellationToken ct = default) => GetAsync<HostDto>($"v1/hosts/{Esc(reference)}", ct);
+    public Task<ServerDto> MigrateServerAsync(string reference, MigrateRequest r, CancellationToken ct = default) =>
+        SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate", r, null, ct);
+    public Task<ServerDto> AbortMigrationAsync(string reference, CancellationToken ct = default) =>
+        SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate/abort", null, null, ct);
+    public Task<HostDto> MaintenanceAsync(string host, CancellationToken ct = default) =>
+        SendAsync<HostDto>(HttpMethod.Post, $"v1/hosts/{Esc(host)}/maintenance", null, null, ct);
+    public Task<HostDto> EnableHostAsync(string host, CancellationToken ct = default) =>
+        SendAsync<HostDto>(HttpMethod.Post, $"v1/hosts/{Esc(host)}/enable", null, null, ct);
     public Task<AgentTokenDto> IssueAgentTokenAsync(string host, CancellationToken ct = default) =>
         SendAsync<AgentTokenDto>(HttpMethod.Post, "v1/hosts/tokens", new AgentTokenRequest(host), null, ct);
 

@@ -103,6 +103,10 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         string? result = null;
         string? message = null;
 
+        if (inst.Task == InstanceTask.Migrating)
+        {
+            return; // the migration workflow owns the server until it moves or rolls back
+        }
         if (inst.Task == InstanceTask.Deleting)
         {
             if (a is null || !a.Exists)

@@ -323,7 +323,8 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         }
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
-            flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null);
+            flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null,
+            StoragePool: options.DefaultStoragePool);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
         var outcome = await store.CreateInstanceAsync(instance, action, ct);
         switch (outcome.Status)
@@ -347,7 +348,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             var inst = new Instance(InstanceId.New(), $"{r.Name}-{i}", flavor.Id, image.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
                 flavor.Resources, null, null, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id,
-                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false);
+                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, options.DefaultStoragePool);
             return (inst, new InstanceAction(0, inst.Id, "create", requestedBy, now, null, "pending", null));
         }).ToList();
         if (await store.CreateInstancesAsync(batch, ct) == CreateStatus.NameTaken)

@@ -21,6 +21,18 @@ public sealed class ControllerOptions
     /// <summary>Most servers scheduled in one reconcile pass. Default 1000.</summary>
     public int ScheduleBatch { get; init; } = 1000;
 
+    /// <summary>Where new servers' disks go: "shared" when the cloud has a shared pool (so they migrate without copying), else "local".</summary>
+    public string DefaultStoragePool { get; init; } = "local";
+
+    /// <summary>Most live migrations running at once out of (or into) one host. Default 2.</summary>
+    public int MaxMigrationsPerHost { get; init; } = 2;
+
+    /// <summary>A migration phase (prepare, complete) not answered within this is failed and rolled back. Default 60 s.</summary>
+    public TimeSpan MigrationPhaseTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>A whole migration not done within this is aborted and rolled back. Default 10 min.</summary>
+    public TimeSpan MigrationTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
     public void Validate()
     {
         if (ReconcileInterval < TimeSpan.FromMilliseconds(10) || ReconcileInterval > TimeSpan.FromSeconds(10))

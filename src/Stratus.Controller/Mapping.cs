@@ -18,7 +18,10 @@ public static class Mapping
         i.HostId?.ToString(), hostName, i.FlavorId.ToString(), i.ImageId.ToString(),
         (int)(i.Resources.MilliVcpus / 1000), i.Resources.MemoryMib, i.Resources.DiskGib, i.Fault, i.KeyName, i.GroupId?.ToString("D"),
         (i.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort)).ToList(),
-        i.CreatedAt, i.UpdatedAt, i.Version);
+        i.CreatedAt, i.UpdatedAt, i.Version)
+    {
+        StoragePool = i.StoragePool,
+    };
 
     public static ActionDto ToDto(this InstanceAction a) => new(a.Seq, a.Action, a.RequestedBy, a.StartedAt, a.FinishedAt, a.Result, a.Message);
 

@@ -307,7 +307,8 @@ public sealed partial class Reconciler(
         var now = time.GetUtcNow();
         foreach (var inst in await store.ListInstancesWithTaskAsync(null, 1000, ct))
         {
-            if (inst.Task is InstanceTask.Scheduling or InstanceTask.Deleting || inst.TaskRequestedAt is not { } at || now - at < options.TaskTimeout)
+            // Migrations keep their own phase timeouts and roll back instead of failing the server.
+            if (inst.Task is InstanceTask.Scheduling or InstanceTask.Deleting or InstanceTask.Migrating || inst.TaskRequestedAt is not { } at || now - at < options.TaskTimeout)
             {
                 continue;
             }
@@ -325,27 +326,12 @@ public sealed partial class Reconciler(
             return;
         }
         var vms = new List<DesiredVm>();
-        var images = new Dictionary<ImageId, Image?>();
-        var keys = new Dictionary<string, string?>(StringComparer.Ordinal);
         foreach (var inst in await store.ListInstancesOnHostAsync(host, ct))
         {
-            var power = Desired(inst);
-            if (power is null)
+            if (Desired(inst) is { } power)
             {
-                continue;
+                vms.Add(await DesiredVmAsync(inst, power, ct));
             }
-            if (!images.TryGetValue(inst.ImageId, out var image))
-            {
-                images[inst.ImageId] = image = await store.GetImageAsync(inst.ImageId, ct);
-            }
-            string? key = null;
-            if (inst.KeyName is { } keyName && !keys.TryGetValue(keyName, out key))
-            {
-                keys[keyName] = key = (await store.FindKeypairAsync(keyName, ct))?.PublicKey;
-            }
-            vms.Add(new DesiredVm(inst.Id, inst.Name, (int)(inst.Resources.MilliVcpus / 1000), inst.Resources.MemoryMib, inst.Resources.DiskGib,
-                image?.Path, image?.DiskFormat, inst.UserData, key is null ? [] : [key], (inst.Forwards ?? []).Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
-                power.Value, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard));
         }
         try
         {
@@ -355,6 +341,39 @@ public sealed partial class Reconciler(
         {
             LogPushFailed(log, e, host);
         }
+    }
+
+    /// <summary>The desired state of one server as an agent receives it.</summary>
+    public async Task<DesiredVm> DesiredVmAsync(Instance inst, DesiredPower power, CancellationToken ct)
+    {
+        var image = await store.GetImageAsync(inst.ImageId, ct);
+        var key = inst.KeyName is { } keyName ? (await store.FindKeypairAsync(keyName, ct))?.PublicKey : null;
+        return new DesiredVm(inst.Id, inst.Name, (int)(inst.Resources.MilliVcpus / 1000), inst.Resources.MemoryMib, inst.Resources.DiskGib,
+            image?.Path, image?.DiskFormat, inst.UserData, key is null ? [] : [key], (inst.Forwards ?? []).Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
+            power, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard, inst.StoragePool);
+    }
+
+    /// <summary>
+    /// Chooses where a running server may move: the same filters and scoring as a new placement
+    /// (capacity, traits, group rules, zone profile), over the hosts whose agent is connected, that
+    /// run the same driver and are not excluded; <paramref name="only"/> restricts it to one host
+    /// (so a refusal explains why that host will not do).
+    /// </summary>
+    public async Task<PlacementResult> PlanMoveAsync(Instance inst, HostId? only, IReadOnlySet<HostId> exclude, CancellationToken ct)
+    {
+        var snapshot = await SnapshotAsync(ct);
+        var connected = hub.ConnectedHosts.ToHashSet();
+        var drivers = (await store.ListHostsAsync(ct)).ToDictionary(h => h.Id, h => h.Driver);
+        var driver = inst.HostId is { } src ? drivers.GetValueOrDefault(src) : null;
+        var hosts = snapshot.Hosts.Where(h => h.Id != inst.HostId && connected.Contains(h.Id) && !exclude.Contains(h.Id)
+            && (driver is null || drivers.GetValueOrDefault(h.Id) == driver) && (only is null || h.Id == only)).ToImmutableArray();
+        var (group, _) = await GroupAsync(inst, ct);
+        return EngineFor(inst.Zone).Place(new PlacementRequest(inst.Id, inst.Resources, inst.Zone)
+        {
+            Group = group,
+            RequiredTraits = [.. (inst.Traits ?? []).Where(t => !t.StartsWith('!'))],
+            ForbiddenTraits = [.. (inst.Traits ?? []).Where(t => t.StartsWith('!')).Select(t => t[1..])],
+        }, new ClusterSnapshot(hosts));
     }
 
     /// <summary>What the hypervisor should be doing for a server, from its state and task.</summary>

@@ -60,7 +60,35 @@ public sealed record ServerDto(
     IReadOnlyList<ForwardDto> Forwards,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    long Version);
+    long Version)
+{
+    /// <summary>Where the server's disk lives: "local" or "shared".</summary>
+    public string StoragePool { get; init; } = "local";
+
+    /// <summary>The migration in progress, while <see cref="Task"/> is "migrating".</summary>
+    public MigrationDto? Migration { get; init; }
+}
+
+/// <summary>A migration in progress (or just finished): phase and QEMU's progress figures.</summary>
+public sealed record MigrationDto(
+    string Kind,
+    string Phase,
+    string SourceHostId,
+    string DestinationHostId,
+    string Status,
+    long TotalBytes,
+    long TransferredBytes,
+    long RemainingBytes,
+    long DirtyRateBytesPerSecond,
+    long ExpectedDowntimeMs,
+    long? DowntimeMs,
+    long? TotalTimeMs,
+    DateTimeOffset StartedAt);
+
+/// <summary>POST /v1/servers/{id}/migrate.</summary>
+/// <param name="Live">True: live (the server keeps running); false: cold (stopped servers). Default: live when running, cold when stopped.</param>
+/// <param name="Host">Destination host (name or id); default: the scheduler chooses.</param>
+public sealed record MigrateRequest(string? Host, bool? Live, long? MaxDowntimeMs, bool? AutoConverge, bool? PostCopy, long? BandwidthMibps);
 
 /// <summary>POST /v1/servers.</summary>
 public sealed record CreateServerRequest(string? Name, string? Flavor, string? Image, string? UserData, string? KeyName, string? Zone, IReadOnlyList<ForwardDto>? Forwards)
