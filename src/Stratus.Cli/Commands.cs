@@ -366,6 +366,7 @@ public static class Commands
             Output.Table(["CANDIDATE", "HOST_ID", "SCORE"], p.Top.Select(t => new[] { t.Name, t.HostId, t.Score.ToString("0.000", Output.Inv) }));
         }));
         cmd.Subcommands.Add(placementCmd);
+        cmd.Subcommands.Add(MetricsCommands.ServerStats(Api, OutputOption));
         return cmd;
     }
 
@@ -450,6 +451,7 @@ public static class Commands
         cmd.Subcommands.Add(list);
         cmd.Subcommands.Add(show);
         cmd.Subcommands.Add(InventoryCommands.HostTraits(Api));
+        cmd.Subcommands.Add(MetricsCommands.HostStats(Api, OutputOption));
         return cmd;
     }
 

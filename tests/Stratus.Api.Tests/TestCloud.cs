@@ -21,6 +21,9 @@ public sealed class TestCloud : IAsyncLifetime
 
     public double DelayScale { get; init; } = 0.02;
 
+    /// <summary>How often the embedded agents report resource use (short, so stats tests see points quickly).</summary>
+    public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromMilliseconds(500);
+
     public StratusClient Client { get; private set; } = null!;
 
     public HttpClient Http { get; private set; } = null!;
@@ -31,7 +34,7 @@ public sealed class TestCloud : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale };
+        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale, MetricsInterval = MetricsInterval };
         _app = StratusApp.Build(options, b => b.WebHost.UseUrls("http://127.0.0.1:0"));
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
