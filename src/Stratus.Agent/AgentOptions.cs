@@ -15,6 +15,9 @@ public sealed class AgentOptions
     /// <summary>How long a graceful stop waits for the guest before forcing it off. Default 10 s.</summary>
     public TimeSpan GracefulStopTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>How often the agent samples and reports resource use (when its driver can). Default 10 s; range 0.2 s–10 min.</summary>
+    public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Availability zone the host belongs to. Default "default".</summary>
     public string Zone { get; init; } = "default";
 
@@ -30,6 +33,10 @@ public sealed class AgentOptions
         if (HeartbeatInterval < TimeSpan.FromMilliseconds(50) || HeartbeatInterval > TimeSpan.FromSeconds(60))
         {
             throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), "must be between 50 ms and 60 s");
+        }
+        if (MetricsInterval < TimeSpan.FromMilliseconds(200) || MetricsInterval > TimeSpan.FromMinutes(10))
+        {
+            throw new ArgumentOutOfRangeException(nameof(MetricsInterval), "must be between 200 ms and 10 min");
         }
     }
 }

@@ -70,6 +70,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         _epoch = epoch;
         LogRegistered(_log, _options.HostName, hostId, inv.Accelerator);
         _heartbeat = Task.Run(() => HeartbeatLoopAsync(_stop.Token), CancellationToken.None);
+        StartMetrics(_stop.Token);
     }
 
     public Task PushAsync(DesiredHostState desired, CancellationToken cancellationToken)
@@ -351,6 +352,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         {
             await _heartbeat.ConfigureAwait(false);
         }
+        await StopMetricsAsync();
         foreach (var w in _workers.Values)
         {
             try

@@ -110,6 +110,12 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
         return Task.CompletedTask;
     }
 
+    public Task ReportMetricsAsync(HostMetricsReport report, CancellationToken cancellationToken)
+    {
+        Send(new AgentMessage { Metrics = report.ToProto() });
+        return Task.CompletedTask;
+    }
+
     private bool Send(AgentMessage m) => Volatile.Read(ref _outbox)?.Writer.TryWrite(m) ?? false;
 
     private async Task LoopAsync(CancellationToken stop)

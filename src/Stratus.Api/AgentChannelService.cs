@@ -16,7 +16,6 @@ using MigrateOutRequest = Stratus.Protocol.V1.MigrateOutRequest;
 using VmRequest = Stratus.Protocol.V1.VmRequest;
 using ImportStoppedRequest = Stratus.Protocol.V1.ImportStoppedRequest;
 using ShutdownRequest = Stratus.Protocol.V1.ShutdownRequest;
-using MetricsReport = Stratus.Protocol.V1.MetricsReport;
 using AgentChannel = Stratus.Protocol.V1.AgentChannel;
 
 namespace Stratus.Api;
@@ -74,7 +73,7 @@ public sealed partial class AgentChannelService(AgentHub hub, AgentTokens tokens
                         session.OnProgress(m.Progress);
                         break;
                     case AgentMessage.BodyOneofCase.Metrics:
-                        await OnMetricsAsync(m.Metrics, ct);
+                        await hub.ReportMetricsAsync(m.Metrics.FromProto() with { HostId = hostId }, ct);
                         break;
                     default:
                         break; // unknown (newer) message kinds are ignored, as protobuf intends
@@ -93,8 +92,6 @@ public sealed partial class AgentChannelService(AgentHub hub, AgentTokens tokens
             LogDisconnected(log, hello.Name, hostId);
         }
     }
-
-    private static Task OnMetricsAsync(MetricsReport metrics, CancellationToken ct) => Task.CompletedTask;
 
     [LoggerMessage(1, LogLevel.Information, "Agent {HostName} connected as {HostId} from {Peer}")]
     private static partial void LogConnected(ILogger log, string hostName, HostId hostId, string peer);

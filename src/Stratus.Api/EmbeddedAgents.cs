@@ -29,7 +29,7 @@ public sealed class EmbeddedAgents(StratusdOptions options, AgentHub hub, ILogge
                 "qemu" => new QemuDriver(new QemuDriverOptions { DataDirectory = Path.Combine(dir, "qemu"), SharedPoolDirectory = options.SharedPool }, loggers.CreateLogger<QemuDriver>()),
                 _ => throw new InvalidOperationException($"driver '{options.Driver}' is not available in this build"),
             };
-            var agent = new AgentRuntime(new AgentOptions { HostName = name, StateDirectory = dir, StoragePools = options.SharedPool is null ? ["local"] : ["local", "shared"] }, driver, hub, loggers.CreateLogger($"Stratus.Agent.{name}"));
+            var agent = new AgentRuntime(new AgentOptions { HostName = name, StateDirectory = dir, StoragePools = options.SharedPool is null ? ["local"] : ["local", "shared"], MetricsInterval = options.MetricsInterval }, driver, hub, loggers.CreateLogger($"Stratus.Agent.{name}"));
             await agent.StartAsync(cancellationToken);
             hub.Attach(agent);
             _agents.Add((agent, driver));

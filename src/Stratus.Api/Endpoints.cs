@@ -191,6 +191,13 @@ public static class Endpoints
                 ? Results.Text(d.TraceJson, "application/json")
                 : Http.Problem(ctx, new Problem("not_placed_yet", 404, "No placement decision yet", $"server '{o.Value.Name}' has not been through the scheduler yet"));
         });
+        v1.MapGet("/servers/{reference}/stats", async (HttpContext ctx, string reference, CloudService cloud, MetricsService metrics, TimeProvider time) =>
+        {
+            var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);
+            return o.Ok
+                ? await StatsAsync(ctx, MetricKind.Server, o.Value!.Id.Value, o.Value.Name, metrics, time)
+                : Http.Problem(ctx, o.Problem!);
+        });
         v1.MapGet("/servers/{reference}/console", async (HttpContext ctx, string reference, CloudService cloud, AgentHub hub) =>
         {
             var o = await cloud.GetServerAsync(reference, ctx.RequestAborted);
@@ -306,6 +313,28 @@ public static class Endpoints
             var servers = (await store.ListInstancesOnHostAsync(h.Id, ctx.RequestAborted)).Count;
             return Http.Json(h.ToDto(servers, Mapping.ZoneOf(h, await store.ListAggregatesAsync(ctx.RequestAborted))));
         });
+        v1.MapGet("/hosts/{reference}/stats", async (HttpContext ctx, string reference, IStateStore store, MetricsService metrics, TimeProvider time) =>
+        {
+            var h = HostId.TryParse(reference, out var id) ? await store.GetHostAsync(id, ctx.RequestAborted) : await store.FindHostAsync(reference, ctx.RequestAborted);
+            return h is null
+                ? Http.Problem(ctx, Problem.NotFound("host", reference))
+                : await StatsAsync(ctx, MetricKind.Host, h.Id.Value, h.Name, metrics, time);
+        });
+    }
+
+    /// <summary>A stats answer: the window and resolution from the query (400 with every error), the series and the newest sample.</summary>
+    private static async Task<IResult> StatsAsync(HttpContext ctx, MetricKind kind, Guid id, string name, MetricsService metrics, TimeProvider time)
+    {
+        var w = StatsQuery.Parse(ctx.Request.Query.Select(kv => new KeyValuePair<string, string?>(kv.Key, kv.Value.ToString())), time.GetUtcNow());
+        if (!w.Ok)
+        {
+            return Http.Problem(ctx, w.Problem!);
+        }
+        var (since, until, resolution) = w.Value!;
+        var series = await metrics.QueryAsync(kind, id, since, until, resolution, ctx.RequestAborted);
+        var latest = await metrics.LatestAsync(kind, id, ctx.RequestAborted);
+        return Http.Json(new StatsDto(kind == MetricKind.Host ? "host" : "server", id.ToString("D"), name, StatsQuery.Name(series.Resolution), since, until,
+            series.Points.Select(p => p.ToDto(kind)).ToList(), latest?.ToDto(kind)));
     }
 
     /// <summary>

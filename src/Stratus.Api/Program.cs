@@ -25,7 +25,7 @@ return 0;
 
 namespace Stratus.Api
 {
-    /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR.</summary>
+    /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR --metrics-interval SECONDS.</summary>
     public static class StratusdArgs
     {
         public static StratusdOptions Parse(string[] args, out List<string> errors)
@@ -46,6 +46,7 @@ namespace Stratus.Api
                         case "--hosts": o.Hosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--sim-delay-scale": o.SimDelayScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--tiny-image": o.TinyImagePath = Path.GetFullPath(Next()); break;
+                        case "--metrics-interval": o.MetricsInterval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--no-bootstrap": o.BootstrapDefaults = false; break;
                         case "--agent-port": o.AgentPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--no-agent-socket": o.AgentSocket = false; break;
@@ -132,6 +133,9 @@ namespace Stratus.Api
             builder.Services.AddSingleton<IImageInspector, QemuImageInspector>();
             builder.Services.AddSingleton(sp => new ImageStore(sp.GetRequiredService<IStateStore>(), sp.GetRequiredService<IImageInspector>(),
                 sp.GetRequiredService<TimeProvider>(), Path.Combine(options.DataDir, "images")));
+            builder.Services.AddSingleton(options.Metrics);
+            builder.Services.AddSingleton<MetricsService>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<MetricsService>());
             builder.Services.AddSingleton<AgentHub>();
             builder.Services.AddSingleton<IPlacementEngine, SpreadPlacementEngine>();
             builder.Services.AddSingleton<Reconciler>();

@@ -1,3 +1,5 @@
+using Stratus.Controller;
+
 namespace Stratus.Api;
 
 /// <summary>Start-up options of `stratusd`, from the command line (--data-dir, --port, ...).</summary>
@@ -39,6 +41,12 @@ public sealed class StratusdOptions
     /// <summary>Path of the default tiny image (a directory or file) to register, if any.</summary>
     public string? TinyImagePath { get; set; }
 
+    /// <summary>How often the embedded agents sample resource use. Default 10 s; range 0.2 s–10 min.</summary>
+    public TimeSpan MetricsInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Retention of the metric tiers and the compaction interval.</summary>
+    public MetricsOptions Metrics { get; set; } = new();
+
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>();
@@ -65,6 +73,18 @@ public sealed class StratusdOptions
         if (SimDelayScale is < 0 or > 10)
         {
             errors.Add("--sim-delay-scale must be between 0 and 10");
+        }
+        if (MetricsInterval < TimeSpan.FromMilliseconds(200) || MetricsInterval > TimeSpan.FromMinutes(10))
+        {
+            errors.Add($"--metrics-interval must be between 0.2 and 600 seconds (got {MetricsInterval.TotalSeconds})");
+        }
+        try
+        {
+            Metrics.Validate();
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            errors.Add($"metrics option {e.ParamName}: {e.Message.Split(" (Parameter", 2)[0]}");
         }
         return errors;
     }

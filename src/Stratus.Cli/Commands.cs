@@ -368,6 +368,7 @@ public static class Commands
             Output.Table(["CANDIDATE", "HOST_ID", "SCORE"], p.Top.Select(t => new[] { t.Name, t.HostId, t.Score.ToString("0.000", Output.Inv) }));
         }));
         cmd.Subcommands.Add(placementCmd);
+        cmd.Subcommands.Add(MetricsCommands.ServerStats(Api, OutputOption));
         return cmd;
     }
 
@@ -460,6 +461,7 @@ public static class Commands
         {
             cmd.Subcommands.Add(c);
         }
+        cmd.Subcommands.Add(MetricsCommands.HostStats(Api, OutputOption));
         return cmd;
     }
 

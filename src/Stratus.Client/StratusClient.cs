@@ -105,6 +105,10 @@ public sealed class StratusClient(HttpClient http) : IDisposable
 
     public Task<PlacementDto> PlacementAsync(string reference, CancellationToken ct = default) => GetAsync<PlacementDto>($"v1/servers/{Esc(reference)}/placement", ct);
 
+    /// <summary>A server's resource-use series. <paramref name="since"/>/<paramref name="until"/>: ISO 8601 or a duration before now (15m, 2h, 7d); <paramref name="resolution"/>: raw, 1m, 1h or auto.</summary>
+    public Task<StatsDto> ServerStatsAsync(string reference, string? since = null, string? until = null, string? resolution = null, CancellationToken ct = default) =>
+        GetAsync<StatsDto>($"v1/servers/{Esc(reference)}/stats" + StatsQuery(since, until, resolution), ct);
+
     public Task<ConsoleDto> ConsoleAsync(string reference, CancellationToken ct = default) => GetAsync<ConsoleDto>($"v1/servers/{Esc(reference)}/console", ct);
 
     // aggregates and traits
@@ -145,6 +149,19 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         SendAsync<HostDto>(HttpMethod.Post, $"v1/hosts/{Esc(host)}/enable", null, null, ct);
     public Task<AgentTokenDto> IssueAgentTokenAsync(string host, CancellationToken ct = default) =>
         SendAsync<AgentTokenDto>(HttpMethod.Post, "v1/hosts/tokens", new AgentTokenRequest(host), null, ct);
+
+    /// <summary>A host's resource-use series (arguments as <see cref="ServerStatsAsync"/>).</summary>
+    public Task<StatsDto> HostStatsAsync(string reference, string? since = null, string? until = null, string? resolution = null, CancellationToken ct = default) =>
+        GetAsync<StatsDto>($"v1/hosts/{Esc(reference)}/stats" + StatsQuery(since, until, resolution), ct);
+
+    private static string StatsQuery(string? since, string? until, string? resolution)
+    {
+        var q = new List<string>();
+        if (since is not null) { q.Add($"since={Esc(since)}"); }
+        if (until is not null) { q.Add($"until={Esc(until)}"); }
+        if (resolution is not null) { q.Add($"resolution={Esc(resolution)}"); }
+        return q.Count > 0 ? "?" + string.Join('&', q) : "";
+    }
 
     // plumbing
     private Task<T> GetAsync<T>(string path, CancellationToken ct) => SendAsync<T>(HttpMethod.Get, path, null, null, ct);

@@ -92,7 +92,11 @@ public sealed record VmSample(
 /// <param name="CpuPercent">Share of the host's cores used, 0–100.</param>
 public sealed record HostSample(DateTimeOffset At, double CpuPercent, long MemoryUsedMib, long DiskUsedGib, IReadOnlyList<VmSample> Vms);
 
-/// <summary>Optional driver ability: sample host and per-VM resource use (rates since the previous call).</summary>
+/// <summary>
+/// Optional driver ability: sample host and per-VM resource use (rates since the previous call). A VM whose rates cannot
+/// be computed yet (the first reading of its hypervisor process) may be left out of a sample; stopped VMs are not listed.
+/// Rates a driver cannot measure are 0 (QEMU user-mode networking has no network counters).
+/// </summary>
 public interface IMetricsSource
 {
     Task<HostSample> SampleAsync(CancellationToken cancellationToken);

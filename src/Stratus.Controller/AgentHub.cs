@@ -14,7 +14,7 @@ namespace Stratus.Controller;
 /// desired state to, and folds agents' reports into the store (finishing tasks, syncing power
 /// state). Reports are level-triggered: a lost one is corrected by the next heartbeat.
 /// </summary>
-public sealed partial class AgentHub(IStateStore store, TimeProvider time, ReconcileSignal signal, ILogger<AgentHub> log) : IControllerEndpoint
+public sealed partial class AgentHub(IStateStore store, TimeProvider time, ReconcileSignal signal, ILogger<AgentHub> log, MetricsService? metrics = null) : IControllerEndpoint
 {
     private readonly ConcurrentDictionary<HostId, IAgentSession> _sessions = new();
     private readonly ConcurrentDictionary<HostId, bool> _complete = new();
@@ -89,6 +89,15 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         finally
         {
             gate.Release();
+        }
+    }
+
+    /// <summary>Forwards to <see cref="MetricsService.IngestAsync"/> (dropped when the controller keeps no metrics).</summary>
+    public async Task ReportMetricsAsync(HostMetricsReport report, CancellationToken cancellationToken)
+    {
+        if (metrics is not null)
+        {
+            await metrics.IngestAsync(report, cancellationToken);
         }
     }
 

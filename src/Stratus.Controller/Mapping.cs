@@ -2,6 +2,7 @@ using Stratus.Core.Compute;
 using Stratus.Core.Lifecycle;
 using Stratus.Core.Resources;
 using Stratus.Core.Wire;
+using Stratus.Storage;
 
 namespace Stratus.Controller;
 
@@ -41,6 +42,15 @@ public static class Mapping
 
     public static AggregateDto ToDto(this Aggregate a) =>
         new(a.Id.ToString("D"), a.Name, a.Zone, a.Metadata, a.Hosts.Select(h => h.ToString()).ToList(), a.CreatedAt);
+
+    public static StatsPointDto ToDto(this MetricPoint p, MetricKind kind) => new(
+        p.At, Math.Round(p.CpuPercent, 2), Math.Round(p.CpuMaxPercent, 2), p.MemoryUsedMib, p.MemoryMaxMib, p.DiskReadBytesPerSecond, p.DiskWriteBytesPerSecond,
+        p.NetRxBytesPerSecond, p.NetTxBytesPerSecond, kind == MetricKind.Host ? p.DiskUsedGib : null, p.Samples);
+
+    public static StatsPointDto ToDto(this LatestMetrics l, MetricKind kind) => new(
+        l.At, Math.Round(l.Values.CpuPercent, 2), Math.Round(l.Values.CpuPercent, 2), l.Values.MemoryUsedMib, l.Values.MemoryUsedMib,
+        l.Values.DiskReadBytesPerSecond, l.Values.DiskWriteBytesPerSecond, l.Values.NetRxBytesPerSecond, l.Values.NetTxBytesPerSecond,
+        kind == MetricKind.Host ? l.Values.DiskUsedGib : null, 1);
 
     /// <summary>A host's availability zone: that of the aggregate it belongs to, else its own (default).</summary>
     public static string ZoneOf(Host h, IEnumerable<Aggregate> aggregates) =>

@@ -72,6 +72,25 @@ public sealed record HostRegistration(
 /// <summary>Agent → controller: a report of actual state for a host (full, level-triggered).</summary>
 public sealed record HostReport(HostId HostId, long Epoch, IReadOnlyList<ActualVm> Vms, bool Complete);
 
+/// <summary>One VM's resource use over the agent's last sampling interval.</summary>
+/// <param name="CpuPercent">Share of the VM's vCPUs used, 0–100 (100 = every vCPU busy).</param>
+/// <param name="MemoryUsedMib">Memory the hypervisor process uses for the guest, MiB.</param>
+/// <param name="NetRxBytesPerSecond">0 when the driver's network backend exposes no counters (QEMU user-mode networking).</param>
+public sealed record VmMetrics(
+    InstanceId Id,
+    double CpuPercent,
+    long MemoryUsedMib,
+    long DiskReadBytesPerSecond,
+    long DiskWriteBytesPerSecond,
+    long NetRxBytesPerSecond,
+    long NetTxBytesPerSecond);
+
+/// <summary>Agent → controller: one host's resource use sampled at <paramref name="At"/>, with its VMs'.</summary>
+/// <param name="CpuPercent">Share of the host's cores used, 0–100.</param>
+/// <param name="MemoryUsedMib">Host memory in use (MemTotal − MemAvailable), MiB.</param>
+/// <param name="DiskUsedGib">Used space of the file system holding the agent's data directory, GiB.</param>
+public sealed record HostMetricsReport(HostId HostId, DateTimeOffset At, double CpuPercent, long MemoryUsedMib, long DiskUsedGib, IReadOnlyList<VmMetrics> Vms);
+
 /// <summary>
 /// The controller side of the agent stream: what an agent calls. The all-in-one controller's
 /// embedded agent calls it in-process; remote agents reach it over gRPC.
@@ -83,6 +102,13 @@ public interface IControllerEndpoint
 
     /// <summary>A heartbeat with the VMs' actual state.</summary>
     Task ReportAsync(HostReport report, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Resource use sampled by the agent (every <c>AgentOptions.MetricsInterval</c>). Fire-and-forget in spirit: a lost
+    /// report is a gap in the time series, never an error the agent must retry; reports of unknown hosts and VMs not on
+    /// the reporting host are dropped.
+    /// </summary>
+    Task ReportMetricsAsync(HostMetricsReport report, CancellationToken cancellationToken);
 }
 
 /// <summary>The agent side of the stream: what the controller calls.</summary>

@@ -179,4 +179,31 @@ public static class ProtoMapping
         new(m.Status, m.TotalBytes, m.TransferredBytes, m.RemainingBytes, m.DirtyRateBytesPerSecond, m.ExpectedDowntimeMs,
             m.HasDowntimeMs ? m.DowntimeMs : null, m.HasTotalTimeMs ? m.TotalTimeMs : null, m.DiskTotalBytes, m.DiskTransferredBytes,
             m.HasError ? m.Error : null);
+
+    public static W.MetricsReport ToProto(this HostMetricsReport r)
+    {
+        var m = new W.MetricsReport
+        {
+            HostId = r.HostId.ToString(),
+            AtUnixMs = r.At.ToUnixTimeMilliseconds(),
+            CpuPercent = r.CpuPercent,
+            MemoryUsedMib = r.MemoryUsedMib,
+            DiskUsedGib = r.DiskUsedGib,
+        };
+        m.Vms.AddRange(r.Vms.Select(v => new W.VmMetrics
+        {
+            Id = v.Id.ToString(),
+            CpuPercent = v.CpuPercent,
+            MemoryUsedMib = v.MemoryUsedMib,
+            DiskReadBps = v.DiskReadBytesPerSecond,
+            DiskWriteBps = v.DiskWriteBytesPerSecond,
+            NetRxBps = v.NetRxBytesPerSecond,
+            NetTxBps = v.NetTxBytesPerSecond,
+        }));
+        return m;
+    }
+
+    public static HostMetricsReport FromProto(this W.MetricsReport m) =>
+        new(new HostId(Guid.Parse(m.HostId)), DateTimeOffset.FromUnixTimeMilliseconds(m.AtUnixMs), m.CpuPercent, m.MemoryUsedMib, m.DiskUsedGib,
+            [.. m.Vms.Select(v => new VmMetrics(new InstanceId(Guid.Parse(v.Id)), v.CpuPercent, v.MemoryUsedMib, v.DiskReadBps, v.DiskWriteBps, v.NetRxBps, v.NetTxBps))]);
 }

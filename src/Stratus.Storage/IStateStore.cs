@@ -203,6 +203,32 @@ public interface IStateStore : IAsyncDisposable
 
     Task<IReadOnlyList<MigrationRecord>> ListMigrationsAsync(CancellationToken cancellationToken);
 
-    /// <summary>A deterministic text dump of every row of every table (less the heartbeat timestamps), for tests that prove a request changed nothing.</summary>
+
+    // Metrics (time series)
+    /// <summary>
+    /// Appends one host report — the host's row and one row per server — in one transaction with one
+    /// batched insert. A sample with the same object and time as a stored one replaces it, so a retried
+    /// report is not counted twice. Hot path: called once per host per sampling interval.
+    /// </summary>
+    Task AppendMetricsAsync(HostMetricsRecord record, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The points of one object with <c>From ≤ at &lt; To</c>, oldest first. A minute or hour query also folds in the
+    /// finer tiers that have not been compacted yet (weighted by sample count), so every resolution sees all data.
+    /// <see cref="MetricResolution.Auto"/> picks the finest tier that covers the range: hour when hour points exist in
+    /// it, else minute when minute points do, else raw.
+    /// </summary>
+    Task<MetricSeries> QueryMetricsAsync(MetricSeriesQuery query, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// One compaction pass at <paramref name="now"/>: raw rows older than the raw retention (boundary floored to the
+    /// minute) are averaged into minute points and deleted; minute points older than the minute retention (floored to
+    /// the hour) into hour points; hour points older than the hour retention are deleted. Each tier's aggregate and
+    /// delete is one transaction, and points landing in an existing bucket are merged by sample count, so running it
+    /// twice, or again after a crash, never counts a sample twice.
+    /// </summary>
+    Task<MetricsCompaction> CompactMetricsAsync(DateTimeOffset now, MetricsRetention retention, CancellationToken cancellationToken);
+
+    /// <summary>A deterministic text dump of every row of every table (less the heartbeat timestamps and the metric time series, which change with time), for tests that prove a request changed nothing.</summary>
     Task<string> DumpAsync(CancellationToken cancellationToken);
 }

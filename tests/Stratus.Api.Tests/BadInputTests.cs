@@ -70,6 +70,14 @@ public sealed class BadInputTests(TestCloud cloud) : IClassFixture<TestCloud>
         new("keypair without key", "POST", "v1/keypairs", """{"name":"k1"}""", "application/json", 400, "validation_failed"),
         new("server with unknown key", "POST", "v1/servers", """{"name":"x","flavor":"tiny","image":"tiny","key_name":"nokey"}""", "application/json", 400, "validation_failed"),
         new("delete unknown keypair", "DELETE", "v1/keypairs/nokey", null, null, 404, "not_found"),
+        new("stats unknown server", "GET", "v1/servers/nobody/stats", null, null, 404, "not_found"),
+        new("stats unknown host", "GET", "v1/hosts/nohost/stats", null, null, 404, "not_found"),
+        new("stats bad resolution", "GET", "v1/servers/bad-input-anchor/stats?resolution=5m", null, null, 400, "validation_failed"),
+        new("stats bad since", "GET", "v1/servers/bad-input-anchor/stats?since=yesterday", null, null, 400, "validation_failed"),
+        new("stats empty since", "GET", "v1/servers/bad-input-anchor/stats?since=", null, null, 400, "validation_failed"),
+        new("stats since after until", "GET", "v1/hosts/host-1/stats?since=1m&until=2m", null, null, 400, "validation_failed"),
+        new("stats unknown parameter", "GET", "v1/hosts/host-1/stats?colour=red", null, null, 400, "validation_failed"),
+        new("stats post", "POST", "v1/servers/bad-input-anchor/stats", "{}", "application/json", 405, "method_not_allowed"),
     ];
 
     private async Task EnsureTinyInUseAsync()

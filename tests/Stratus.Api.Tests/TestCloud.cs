@@ -30,6 +30,9 @@ public sealed class TestCloud : IAsyncLifetime
     /// <summary>Set to skip waiting for readiness (remote agents are started after the cloud).</summary>
     public bool WaitReady { get; init; } = true;
 
+    /// <summary>How often the embedded agents report resource use (short, so stats tests see points quickly).</summary>
+    public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromMilliseconds(500);
+
     public StratusClient Client { get; private set; } = null!;
 
     public HttpClient Http { get; private set; } = null!;
@@ -40,7 +43,7 @@ public sealed class TestCloud : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale, ExpectRemoteHosts = RemoteHosts };
+        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale, ExpectRemoteHosts = RemoteHosts, MetricsInterval = MetricsInterval };
         _app = StratusApp.Build(options, b => { });
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<ListenEndpoints>().ApiUrl;

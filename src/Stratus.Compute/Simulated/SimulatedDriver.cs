@@ -33,8 +33,10 @@ public sealed class SimulatedDriverOptions
 /// the state directory, so the "hypervisor" survives a restart of the agent (VMs stay running, as
 /// QEMU processes would) and <see cref="ShutdownAllAsync"/> stops them as a host shutdown would.
 /// For scale tests and hollow hosts; never instead of the real driver.
+/// <para>Metrics (<see cref="IMetricsSource"/>): each running VM gets a deterministic synthetic CPU load from the seed,
+/// its id and the clock, unless <c>load.json</c> in the state directory names it (see <see cref="LoadFile"/>).</para>
 /// </summary>
-public sealed class SimulatedDriver : IComputeDriver
+public sealed partial class SimulatedDriver : IComputeDriver, IMetricsSource
 {
     private readonly SimulatedDriverOptions _options;
     private readonly TimeProvider _time;
@@ -79,7 +81,7 @@ public sealed class SimulatedDriver : IComputeDriver
         }
         await DelayAsync(1000, 2000, cancellationToken);
         var forwards = spec.Forwards.Select((f, i) => f with { HostPort = f.HostPort != 0 ? f.HostPort : 20000 + (Math.Abs(spec.Id.GetHashCode()) % 20000) + i }).ToList();
-        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n");
+        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n", spec.Vcpus, spec.MemoryMib, spec.DiskGib);
         _vms[spec.Id] = vm;
         await SaveAsync(cancellationToken);
         return Status(vm);
@@ -202,5 +204,7 @@ public sealed class SimulatedDriver : IComputeDriver
         return ValueTask.CompletedTask;
     }
 
-    private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console);
+    /// <summary>A simulated VM as kept in the state file (size fields default for files written before they existed).</summary>
+    private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console,
+        int Vcpus = 1, long MemoryMib = 256, long DiskGib = 1);
 }

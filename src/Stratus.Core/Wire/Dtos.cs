@@ -178,6 +178,33 @@ public sealed record FilterStepDto(string Filter, int Before, int Removed);
 /// <summary>A scored candidate host in a decision.</summary>
 public sealed record CandidateDto(string HostId, string Name, double Score);
 
+/// <summary>GET /v1/servers/{id}/stats and GET /v1/hosts/{id}/stats: a resource-use time series.</summary>
+/// <param name="Kind">"server" or "host".</param>
+/// <param name="Resolution">The tier the points come from: "raw", "1m" or "1h" (never "auto").</param>
+/// <param name="Latest">The newest sample, whatever the window; null before the first report.</param>
+public sealed record StatsDto(string Kind, string Id, string Name, string Resolution, DateTimeOffset Since, DateTimeOffset Until,
+    IReadOnlyList<StatsPointDto> Points, StatsPointDto? Latest);
+
+/// <summary>
+/// One point of a stats series: a raw sample, or a 1m/1h bucket starting at <paramref name="At"/> with averages
+/// (weighted by <paramref name="Samples"/>) and maxima. Rates are bytes per second.
+/// </summary>
+/// <param name="CpuPercent">Servers: share of the server's vCPUs; hosts: share of the host's cores (0–100).</param>
+/// <param name="DiskUsedGib">Hosts only: used space of the data directory's file system; null for servers.</param>
+/// <param name="NetRxBps">0 when the hypervisor exposes no network counters (QEMU user-mode networking).</param>
+public sealed record StatsPointDto(
+    DateTimeOffset At,
+    double CpuPercent,
+    double CpuMaxPercent,
+    long MemoryUsedMib,
+    long MemoryMaxMib,
+    long DiskReadBps,
+    long DiskWriteBps,
+    long NetRxBps,
+    long NetTxBps,
+    long? DiskUsedGib,
+    long Samples);
+
 /// <summary>A page of a list.</summary>
 public sealed record ListDto<T>(IReadOnlyList<T> Items, string? NextMarker);
 

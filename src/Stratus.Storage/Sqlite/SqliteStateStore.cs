@@ -14,7 +14,7 @@ namespace Stratus.Storage.Sqlite;
 /// lock (SQLite allows one writer at a time anyway; queuing here avoids busy-retry storms), and
 /// every write is a single transaction, so a crash at any instant leaves either all or nothing.
 /// </summary>
-public sealed class SqliteStateStore : IStateStore
+public sealed partial class SqliteStateStore : IStateStore
 {
     private readonly string _connectionString;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -1002,7 +1002,8 @@ public sealed class SqliteStateStore : IStateStore
         var tables = new List<string>();
         await using (var t = c.CreateCommand())
         {
-            t.CommandText = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name";
+            // Metric time series change with time (agents report every few seconds), not with requests.
+            t.CommandText = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'metric_%' ORDER BY name";
             await using var r = await t.ExecuteReaderAsync(cancellationToken);
             while (await r.ReadAsync(cancellationToken))
             {

@@ -9,7 +9,7 @@ namespace Stratus.TestKit.Storage;
 /// The contract every <see cref="IStateStore"/> implementation must keep. SQLite runs it today;
 /// PostgreSQL subclasses the same class later, so the two cannot drift.
 /// </summary>
-public abstract class StateStoreConformanceTests : IAsyncLifetime
+public abstract partial class StateStoreConformanceTests : IAsyncLifetime
 {
     protected IStateStore Store { get; private set; } = null!;
 
