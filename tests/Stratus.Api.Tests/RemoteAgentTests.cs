@@ -113,6 +113,47 @@ public sealed class RemoteAgentTests : IAsyncLifetime
         Assert.Single(actions); // nothing was restarted or re-created
     }
 
+    [Fact]
+    public async Task HollowHosts_OneChannel_AllRegisterAndKeepHeartbeating()
+    {
+        const int n = 100; // bench/hollow-fleet.sh runs 500 in a real process and measures the controller's CPU
+        using var channel = GrpcControllerClient.CreateChannel(_cloud.AgentUrl);
+        var hollow = new List<(AgentRuntime Agent, GrpcControllerClient Client, SimulatedDriver Driver)>();
+        try
+        {
+            for (var i = 1; i <= n; i++)
+            {
+                var name = $"hollow-{i}";
+                var token = (await _cloud.Client.IssueAgentTokenAsync(name)).Token;
+                var dir = Path.Combine(_cloud.DataDir, "hollow", name);
+                var driver = new SimulatedDriver(new SimulatedDriverOptions { StateDirectory = dir, DelayScale = 0 });
+                var client = new GrpcControllerClient(channel, token, NullLogger.Instance);
+                var agent = new AgentRuntime(new AgentOptions { HostName = name, StateDirectory = dir, HeartbeatInterval = TimeSpan.FromMilliseconds(500) },
+                    driver, client, NullLogger.Instance);
+                client.Bind(agent);
+                hollow.Add((agent, client, driver));
+            }
+            await Task.WhenAll(hollow.Select(h => h.Agent.StartAsync(CancellationToken.None))).WaitAsync(TimeSpan.FromSeconds(30));
+            await WaitConnectedAsync(n);
+            var started = DateTimeOffset.UtcNow;
+            await Task.Delay(1500);
+            var hosts = await _cloud.Client.ListHostsAsync();
+            Assert.Equal(n, hosts.Count);
+            // Every host heartbeated after the measurement started: they stay up, not just register.
+            Assert.All(hosts, h => Assert.True(h.LastHeartbeat > started, $"{h.Name} last heartbeat {h.LastHeartbeat} before {started}"));
+            Assert.All(hollow, h => Assert.Equal(1, h.Client.Connections));
+        }
+        finally
+        {
+            foreach (var (agent, client, driver) in hollow)
+            {
+                await client.DisposeAsync();
+                await agent.DisposeAsync();
+                await driver.DisposeAsync();
+            }
+        }
+    }
+
     public async Task DisposeAsync()
     {
         foreach (var (agent, client, driver) in _agents)
