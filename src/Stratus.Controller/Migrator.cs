@@ -184,6 +184,9 @@ public sealed partial class Migrator(
         {
             var src = hub.Session(m.Source) ?? throw new AgentRequestException("host_unreachable", "the source host's agent disconnected");
             var dst = hub.Session(m.Destination) ?? throw new AgentRequestException("host_unreachable", "the destination host's agent disconnected");
+            // If the destination's agent goes away mid-way, abort at once: the source must not keep
+            // sending the VM to a host nobody manages.
+            _ = WatchAsync(m.Destination, dst, "the destination host's agent disconnected", r);
             ActualVm arrived;
             MigrationStatus? final = null;
             if (m.Kind == "live")
@@ -252,6 +255,26 @@ public sealed partial class Migrator(
         {
             signal.Signal(m.Source);
             signal.Signal(m.Destination);
+        }
+    }
+
+    private async Task WatchAsync(HostId host, IAgentSession session, string reason, Running r)
+    {
+        try
+        {
+            while (!r.Cts.IsCancellationRequested && r.View.Phase is "preparing" or "migrating")
+            {
+                if (!ReferenceEquals(hub.Session(host), session))
+                {
+                    r.AbortReason = reason;
+                    await r.Cts.CancelAsync();
+                    return;
+                }
+                await Task.Delay(100, r.Cts.Token);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
         }
     }
 
