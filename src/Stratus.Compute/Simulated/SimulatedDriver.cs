@@ -33,8 +33,15 @@ public sealed class SimulatedDriverOptions
 /// the state directory, so the "hypervisor" survives a restart of the agent (VMs stay running, as
 /// QEMU processes would) and <see cref="ShutdownAllAsync"/> stops them as a host shutdown would.
 /// For scale tests and hollow hosts; never instead of the real driver.
+/// <para>Live migration (<see cref="ILiveMigrationDriver"/>) runs between two instances with different state directories,
+/// in one process or two: the destination's <see cref="PrepareIncomingAsync"/> writes a marker file
+/// (<c>&lt;state dir&gt;/incoming/&lt;id&gt;</c>, content <c>waiting &lt;id&gt;</c>) and returns <c>sim:&lt;marker path&gt;</c> as the URI; the
+/// source checks the marker before and during the transfer (gone = destination aborted: <c>migration_failed</c>) and
+/// writes <c>completed &lt;id&gt;</c> into it at the end; <see cref="CompleteIncomingAsync"/> requires that word. A transfer takes
+/// 200 ms + 1 ms per MiB of guest memory (about 1 GB/s; longer under a bandwidth cap), times <see cref="SimulatedDriverOptions.DelayScale"/>,
+/// and reports progress every simulated 100 ms (at least ten times).</para>
 /// </summary>
-public sealed class SimulatedDriver : IComputeDriver
+public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriver
 {
     private readonly SimulatedDriverOptions _options;
     private readonly TimeProvider _time;
@@ -69,17 +76,17 @@ public sealed class SimulatedDriver : IComputeDriver
         Task.FromResult(new HostInventory(_options.Cores, _options.MemoryMib, _options.DiskGib, "sim", "Simulated CPU", 0));
 
     public Task<IReadOnlyList<VmStatus>> ListAsync(CancellationToken cancellationToken) =>
-        Task.FromResult<IReadOnlyList<VmStatus>>(_vms.Values.Select(Status).ToList());
+        Task.FromResult<IReadOnlyList<VmStatus>>(_vms.Values.Where(v => !v.Incoming).Select(Status).ToList());
 
     public async Task<VmStatus> CreateAsync(VmSpec spec, CancellationToken cancellationToken)
     {
         if (_vms.TryGetValue(spec.Id, out var existing))
         {
-            return Status(existing);
+            return existing.Incoming ? throw new ComputeException("invalid_state", $"VM {spec.Id} is being migrated to this host") : Status(existing);
         }
         await DelayAsync(1000, 2000, cancellationToken);
         var forwards = spec.Forwards.Select((f, i) => f with { HostPort = f.HostPort != 0 ? f.HostPort : 20000 + (Math.Abs(spec.Id.GetHashCode()) % 20000) + i }).ToList();
-        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n");
+        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n", spec.MemoryMib, spec.StoragePool);
         _vms[spec.Id] = vm;
         await SaveAsync(cancellationToken);
         return Status(vm);
@@ -106,21 +113,22 @@ public sealed class SimulatedDriver : IComputeDriver
 
     public async Task DestroyAsync(InstanceId id, CancellationToken cancellationToken)
     {
-        if (!_vms.ContainsKey(id))
+        if (!_vms.TryGetValue(id, out var existing) || existing.Incoming)
         {
             return;
         }
         await DelayAsync(300, 800, cancellationToken);
         _vms.TryRemove(id, out _);
+        DeleteFile(DiskPath(id));
         await SaveAsync(cancellationToken);
     }
 
     public Task<VmStatus?> GetStatusAsync(InstanceId id, CancellationToken cancellationToken) =>
-        Task.FromResult(_vms.TryGetValue(id, out var vm) ? Status(vm) : null);
+        Task.FromResult(_vms.TryGetValue(id, out var vm) && !vm.Incoming ? Status(vm) : null);
 
     public Task<string> ReadConsoleAsync(InstanceId id, int maxBytes, CancellationToken cancellationToken)
     {
-        if (!_vms.TryGetValue(id, out var vm))
+        if (!_vms.TryGetValue(id, out var vm) || vm.Incoming)
         {
             throw new ComputeException("not_found", $"no VM {id} on this host");
         }
@@ -130,7 +138,7 @@ public sealed class SimulatedDriver : IComputeDriver
 
     public async Task ShutdownAllAsync(TimeSpan graceful, CancellationToken cancellationToken)
     {
-        foreach (var vm in _vms.Values)
+        foreach (var vm in _vms.Values.Where(v => !v.Incoming))
         {
             _vms[vm.Id] = vm with { Power = PowerState.Shutdown };
         }
@@ -150,7 +158,7 @@ public sealed class SimulatedDriver : IComputeDriver
 
     private async Task<VmStatus> TransitionAsync(InstanceId id, int minMs, int maxMs, Func<SimVm, SimVm> change, CancellationToken ct)
     {
-        if (!_vms.ContainsKey(id))
+        if (!_vms.TryGetValue(id, out var current) || current.Incoming)
         {
             throw new ComputeException("not_found", $"no VM {id} on this host");
         }
@@ -202,5 +210,9 @@ public sealed class SimulatedDriver : IComputeDriver
         return ValueTask.CompletedTask;
     }
 
-    private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console);
+    /// <param name="MemoryMib">Guest memory (sets the simulated migration time); 0 in state files written before migration existed.</param>
+    /// <param name="Incoming">Prepared as a migration destination and not yet completed: hidden from list and status.</param>
+    /// <param name="MigratedOut">The VM's state was sent elsewhere; the source waits for <see cref="CompleteOutgoingAsync"/>.</param>
+    private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console,
+        long MemoryMib = 0, string StoragePool = StoragePools.Local, bool Incoming = false, bool MigratedOut = false);
 }
