@@ -1132,7 +1132,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         }
 
         _disposed = true;
-        foreach (var vm in _vms.Values)
+        foreach (var vm in _vms.Values.Concat(_incoming.Values))
         {
             if (vm.Detach is { } d)
             {

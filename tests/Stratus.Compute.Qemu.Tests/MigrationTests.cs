@@ -23,6 +23,13 @@ public sealed class MigrationFixture : IAsyncLifetime
 
     public QemuDriver B { get; private set; } = null!;
 
+    /// <summary>Host B's agent restarts: the driver detaches (VMs keep running) and a new one takes over the data directory.</summary>
+    public async Task RestartBAsync()
+    {
+        await B.DisposeAsync();
+        B = new QemuDriver(OptionsFor(DataB, "stratus-test-b"));
+    }
+
     /// <summary>Every VM id a test used, for the final clean-up.</summary>
     public ConcurrentBag<InstanceId> Ids { get; } = [];
 
@@ -161,7 +168,14 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.True(hosts.B.Cgroups?.Exists(spec.Id.ToString()) ?? true);
         Assert.Null(await TestEnvironment.TryGetAsync(portA, TimeSpan.FromSeconds(1)));
 
-        // The VM is an ordinary VM of B now: it survives B's restart (adoption) and destroy removes the shared disk.
+        // The VM is an ordinary VM of B now: it survives B's restart (adoption, same process) and destroy removes the shared disk.
+        await hosts.RestartBAsync();
+        var adopted = Assert.Single(await hosts.B.ListAsync(CancellationToken.None), s => s.Id == spec.Id);
+        Assert.Equal(arrived.Pid, adopted.Pid);
+        Assert.Equal(PowerState.Running, adopted.Power);
+        Assert.Equal(portB, adopted.Forwards.Single().HostPort);
+        Assert.Equal(PowerState.Paused, (await hosts.B.PauseAsync(spec.Id, CancellationToken.None)).Power);
+        Assert.Equal(PowerState.Running, (await hosts.B.ResumeAsync(spec.Id, CancellationToken.None)).Power);
         output.WriteLine($"shared-pool live migration: {final.TotalTimeMs} ms in QEMU, downtime {final.DowntimeMs} ms, prepare→complete {total.TotalMilliseconds:0} ms, {log.Reports.Count} progress reports, {final.TotalBytes >> 20} MiB RAM");
         await hosts.B.DestroyAsync(spec.Id, CancellationToken.None);
         Assert.False(File.Exists(sharedDisk));
@@ -260,6 +274,26 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
 
         // And the VM can still be migrated afterwards (nothing was left half-configured at the source).
         Assert.Equal(PowerState.Running, (await hosts.A.GetStatusAsync(id, CancellationToken.None))!.Power);
+    }
+
+    [Fact]
+    public async Task AbortIncoming_AfterDestinationDriverRestart_RemovesTheWaitingQemu()
+    {
+        var id = hosts.Survivor;
+        var spec = await TestEnvironment.TinySpecAsync(id, null) with { StoragePool = StoragePools.Shared };
+        await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        var sourcePid = await SourcePidAsync();
+        var destinationPid = Assert.Single(TestEnvironment.QemuPidsOf(id), p => p != sourcePid);
+
+        await hosts.RestartBAsync();
+        // The waiting destination is not adopted as an ordinary VM...
+        Assert.DoesNotContain(await hosts.B.ListAsync(CancellationToken.None), s => s.Id == id);
+        Assert.True(QemuDriver.ProcessAlive(destinationPid));
+        // ...but the new driver still finds it to abort it.
+        await hosts.B.AbortIncomingAsync(id, CancellationToken.None);
+        Assert.False(QemuDriver.ProcessAlive(destinationPid));
+        Assert.False(Directory.Exists(Path.Combine(hosts.DataB, "vms", id.ToString())));
+        Assert.Equal([sourcePid], TestEnvironment.QemuPidsOf(id));
     }
 
     private async Task<int> SourcePidAsync() => (await hosts.A.GetStatusAsync(hosts.Survivor, CancellationToken.None))!.Pid!.Value;
