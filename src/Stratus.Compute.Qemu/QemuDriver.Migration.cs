@@ -258,6 +258,8 @@ public sealed partial class QemuDriver
                     {
                         new { capability = "auto-converge", state = options.AutoConverge },
                         new { capability = "postcopy-ram", state = options.PostCopy },
+                        // MIGRATION events wake the progress loop at each status change (completion seen at once, not at the next poll).
+                        new { capability = "events", state = true },
                     },
                 }, cancellationToken);
                 await qmp.ExecuteAsync("migrate-set-parameters", Args(
@@ -322,6 +324,9 @@ public sealed partial class QemuDriver
     /// <summary>Disk mirror job as seen through QMP events and <c>query-block-jobs</c>.</summary>
     private sealed class MirrorState
     {
+        /// <summary>Released at every QMP MIGRATION event (status change).</summary>
+        public SemaphoreSlim MigrationChanged { get; } = new(0);
+
         public volatile string? Error;
         public volatile bool Ended;
         public long Length;
@@ -329,6 +334,12 @@ public sealed partial class QemuDriver
 
         public void Observe(QmpEvent e)
         {
+            if (e.Name == "MIGRATION")
+            {
+                MigrationChanged.Release();
+                return;
+            }
+
             if (e.Name is not ("BLOCK_JOB_COMPLETED" or "BLOCK_JOB_CANCELLED" or "BLOCK_JOB_ERROR")
                 || e.Data.ValueKind != JsonValueKind.Object
                 || !e.Data.TryGetProperty("device", out var dev) || dev.GetString() != MirrorJob)
@@ -399,11 +410,12 @@ public sealed partial class QemuDriver
         return null;
     }
 
-    /// <summary>Polls <c>query-migrate</c> every 100 ms until QEMU reports completed (returned) or failed/cancelled (thrown).</summary>
+    /// <summary>Polls <c>query-migrate</c> every 100 ms (and at every MIGRATION event) until QEMU reports completed (returned) or failed/cancelled (thrown).</summary>
     private static async Task<MigrationProgress> WatchMigrationAsync(QmpClient qmp, MigrationOptions options, bool mirror, MirrorState disk,
         IProgress<MigrationProgress>? progress, CancellationToken cancellationToken)
     {
         var postCopyStarted = false;
+        var completedSeen = 0;
         while (true)
         {
             var info = await qmp.ExecuteAsync("query-migrate", null, cancellationToken);
@@ -416,6 +428,13 @@ public sealed partial class QemuDriver
             }
 
             var p = ParseProgress(info) with { DiskTotalBytes = disk.Length, DiskTransferredBytes = disk.Offset };
+            if (p.Status == "completed" && p.TotalTimeMs is null or 0 && completedSeen++ < 50)
+            {
+                // QEMU sets "completed" a moment before it computes total-time and downtime: ask again for the figures.
+                await Task.Delay(10, cancellationToken);
+                continue;
+            }
+
             progress?.Report(p);
             switch (p.Status)
             {
@@ -434,7 +453,7 @@ public sealed partial class QemuDriver
                 postCopyStarted = true;
             }
 
-            await Task.Delay(ProgressIntervalMs, cancellationToken);
+            await disk.MigrationChanged.WaitAsync(ProgressIntervalMs, cancellationToken);
         }
     }
 
