@@ -38,7 +38,17 @@ public static class MigrationBench
     private const long UnlimitedBandwidth = 1L << 40;
 
     /// <param name="PrepareMs">Time until the destination listened (driver: PrepareIncomingAsync; raw: exec → migrate-incoming returned).</param>
-    private sealed record Sample(string Mode, string Load, int Run, long TotalMs, long DowntimeMs, long QemuTotalMs, long PrepareMs);
+    /// <param name="TransferredMib">RAM bytes QEMU sent (more than the idle case = pages re-sent because the guest dirtied them).</param>
+    /// <param name="DirtyRateMibPerSecond">Highest dirty rate QEMU measured during the run (0 when it finished before measuring one).</param>
+    private sealed record Sample(string Mode, string Load, int Run, long TotalMs, long DowntimeMs, long QemuTotalMs, long PrepareMs,
+        long TransferredMib, long DirtyRateMibPerSecond);
+
+    private sealed class MaxDirtyRate : IProgress<MigrationProgress>
+    {
+        public long Max;
+
+        public void Report(MigrationProgress value) => Max = Math.Max(Max, value.DirtyRateBytesPerSecond);
+    }
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -65,7 +75,7 @@ public static class MigrationBench
                     var s = mode == "raw"
                         ? await RawAsync(guest, memory, load == "dirty", run)
                         : await DriverAsync(guest, memory, load == "dirty", run, noCgroups);
-                    Console.Error.WriteLine($"[migration] run {run} {load} {mode}: total {s.TotalMs} ms (destination listening after {s.PrepareMs} ms), downtime {s.DowntimeMs} ms, QEMU total {s.QemuTotalMs} ms");
+                    Console.Error.WriteLine($"[migration] run {run} {load} {mode}: total {s.TotalMs} ms (destination listening after {s.PrepareMs} ms), downtime {s.DowntimeMs} ms, QEMU total {s.QemuTotalMs} ms, sent {s.TransferredMib} MiB, dirty rate ≤ {s.DirtyRateMibPerSecond} MiB/s");
                     samples.Add(s);
                 }
             }
@@ -97,7 +107,7 @@ public static class MigrationBench
         var result = new JsonObject
         {
             ["memory_mib"] = memory,
-            ["runs"] = JsonSerializer.SerializeToNode(samples.Select(s => new { mode = s.Mode, load = s.Load, run = s.Run, total_ms = s.TotalMs, downtime_ms = s.DowntimeMs, qemu_total_ms = s.QemuTotalMs, prepare_ms = s.PrepareMs })),
+            ["runs"] = JsonSerializer.SerializeToNode(samples.Select(s => new { mode = s.Mode, load = s.Load, run = s.Run, total_ms = s.TotalMs, downtime_ms = s.DowntimeMs, qemu_total_ms = s.QemuTotalMs, prepare_ms = s.PrepareMs, transferred_mib = s.TransferredMib, dirty_rate_mib_s = s.DirtyRateMibPerSecond })),
             ["medians"] = medians,
             ["load_average"] = File.ReadAllText("/proc/loadavg").Split(' ')[0],
         };
@@ -144,11 +154,13 @@ public static class MigrationBench
             var clock = Stopwatch.StartNew();
             var incoming = await b.PrepareIncomingAsync(spec, CancellationToken.None);
             var prepared = clock.ElapsedMilliseconds;
-            var final = await a.MigrateOutAsync(id, incoming, new MigrationOptions(), null, CancellationToken.None);
+            var rate = new MaxDirtyRate();
+            var final = await a.MigrateOutAsync(id, incoming, new MigrationOptions(), rate, CancellationToken.None);
             await b.CompleteIncomingAsync(id, CancellationToken.None);
             var total = clock.ElapsedMilliseconds;
             await a.CompleteOutgoingAsync(id, CancellationToken.None);
-            return new Sample("driver", dirty ? "dirty" : "idle", run, total, final.DowntimeMs ?? -1, final.TotalTimeMs ?? -1, prepared);
+            return new Sample("driver", dirty ? "dirty" : "idle", run, total, final.DowntimeMs ?? -1, final.TotalTimeMs ?? -1, prepared,
+                final.TransferredBytes >> 20, rate.Max >> 20);
         }
         finally
         {
@@ -187,10 +199,16 @@ public static class MigrationBench
             var prepared = clock.ElapsedMilliseconds;
             await srcQmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object> { ["downtime-limit"] = 300, ["max-bandwidth"] = UnlimitedBandwidth }, CancellationToken.None);
             await srcQmp.ExecuteAsync("migrate", new { uri = $"tcp:127.0.0.1:{migrationPort}" }, CancellationToken.None);
+            long maxRate = 0;
             while (true)
             {
                 var info = await srcQmp.ExecuteAsync("query-migrate", null, CancellationToken.None);
                 var status = info.GetProperty("status").GetString();
+                if (info.TryGetProperty("ram", out var ram))
+                {
+                    maxRate = Math.Max(maxRate, (long)ram.GetProperty("dirty-pages-rate").GetDouble() * ram.GetProperty("page-size").GetInt64());
+                }
+
                 if (status == "completed")
                 {
                     var total = clock.ElapsedMilliseconds;
@@ -201,7 +219,8 @@ public static class MigrationBench
                         info = await srcQmp.ExecuteAsync("query-migrate", null, CancellationToken.None);
                     }
 
-                    return new Sample("raw", dirty ? "dirty" : "idle", run, total, info.GetProperty("downtime").GetInt64(), info.GetProperty("total-time").GetInt64(), prepared);
+                    return new Sample("raw", dirty ? "dirty" : "idle", run, total, info.GetProperty("downtime").GetInt64(), info.GetProperty("total-time").GetInt64(), prepared,
+                        info.GetProperty("ram").GetProperty("transferred").GetInt64() >> 20, maxRate >> 20);
                 }
 
                 if (status is "failed" or "cancelled" || clock.Elapsed > TimeSpan.FromMinutes(2))
