@@ -222,6 +222,34 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         await hosts.B.DestroyAsync(spec.Id, CancellationToken.None);
     }
 
+    [Fact]
+    public async Task LiveMigrate_PostCopy_SwitchesAfterFirstPassAndCompletes()
+    {
+        // The guest keeps rewriting 16 MiB, so pre-copy cannot finish within a 1 ms downtime at 40 MB/s: after the first
+        // pass the driver switches to post-copy (QEMU finishes in pre-copy whenever it can, even when post-copy was asked).
+        const string Dirty = """
+            #!/bin/sh
+            dd if=/dev/urandom of=/run/src bs=1M count=4 2>/dev/null
+            echo DIRTY-STARTED
+            while :; do for i in 0 4 8 12; do dd if=/run/src of=/run/buf bs=1M seek=$i conv=notrunc 2>/dev/null; done; done
+            """;
+        var (spec, _) = await BootAsync(hosts.A, StoragePools.Shared, Dirty.Replace("\r", "", StringComparison.Ordinal) + "\n");
+        await TestEnvironment.WaitForConsoleAsync(hosts.A, spec.Id, "DIRTY-STARTED", Boot);
+        var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        var log = new ProgressLog();
+        var options = new MigrationOptions(MaxDowntime: TimeSpan.FromMilliseconds(1), PostCopy: true, BandwidthBytesPerSecond: 40_000_000);
+        var final = await hosts.A.MigrateOutAsync(spec.Id, incoming, options, log, CancellationToken.None);
+        var arrived = await hosts.B.CompleteIncomingAsync(spec.Id, CancellationToken.None);
+        await hosts.A.CompleteOutgoingAsync(spec.Id, CancellationToken.None);
+
+        Assert.Equal("completed", final.Status);
+        Assert.Contains(log.Reports, r => r.Status == "postcopy-active");
+        Assert.Contains($"id={spec.Id}\n", await TestEnvironment.WaitForHttpAsync(arrived.Forwards.Single().HostPort, TimeSpan.FromSeconds(20)), StringComparison.Ordinal);
+        Assert.Single(TestEnvironment.QemuPidsOf(spec.Id));
+        output.WriteLine($"post-copy migration: {final.TotalTimeMs} ms, downtime {final.DowntimeMs} ms, statuses {string.Join(",", log.Reports.Select(r => r.Status).Distinct())}");
+        await hosts.B.DestroyAsync(spec.Id, CancellationToken.None);
+    }
+
     /// <summary>Waits for /token.txt to show <paramref name="token"/> with a guest uptime ≥ <paramref name="minUptime"/>; returns that uptime.</summary>
     private static async Task<long> WaitForTokenAsync(int port, string token, long minUptime)
     {
