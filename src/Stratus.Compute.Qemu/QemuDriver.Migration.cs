@@ -154,7 +154,7 @@ public sealed partial class QemuDriver
             {
                 await qmp.ExecuteAsync("nbd-server-start", new { addr = new { type = "inet", data = new { host, port = port.ToString(CultureInfo.InvariantCulture) } } }, cancellationToken);
                 await qmp.ExecuteAsync("block-export-add", Args(("type", "nbd"), ("id", "stratus-export"), ("node-name", "root-fmt"), ("name", ExportName), ("writable", true)), cancellationToken);
-                return $"{host}:{port}:{ExportName}";
+                return $"{(_options.MigrationListenAddress.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{host}]" : host)}:{port}:{ExportName}";
             }
             catch (QmpException) when (attempt < 4)
             {
@@ -214,14 +214,17 @@ public sealed partial class QemuDriver
         (string Host, string Port, string Export)? nbd = null;
         if (mirror)
         {
-            var parts = target.DiskTarget?.Split(':');
-            if (parts is not { Length: 3 } || !int.TryParse(parts[1], CultureInfo.InvariantCulture, out _))
+            // HOST:PORT:EXPORT, split from the right (an IPv6 host has colons of its own).
+            var t = target.DiskTarget ?? "";
+            var exportAt = t.LastIndexOf(':');
+            var portAt = exportAt > 0 ? t.LastIndexOf(':', exportAt - 1) : -1;
+            if (portAt <= 0 || exportAt == t.Length - 1 || !int.TryParse(t[(portAt + 1)..exportAt], CultureInfo.InvariantCulture, out _))
             {
                 errors.Add($"VM {id} has a local-pool disk: the target needs the destination's disk export as HOST:PORT:EXPORT (got '{target.DiskTarget}')");
             }
             else
             {
-                nbd = (parts[0], parts[1], parts[2]);
+                nbd = (t[..portAt].Trim('[', ']'), t[(portAt + 1)..exportAt], t[(exportAt + 1)..]);
             }
         }
 

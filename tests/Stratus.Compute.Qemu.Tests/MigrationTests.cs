@@ -165,7 +165,11 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.Null(await hosts.A.GetStatusAsync(spec.Id, CancellationToken.None));
         Assert.True(File.Exists(sharedDisk), "the shared disk must survive the source's clean-up");
         Assert.False(hosts.A.Cgroups?.Exists(spec.Id.ToString()) ?? false);
-        Assert.True(hosts.B.Cgroups?.Exists(spec.Id.ToString()) ?? true);
+        if (hosts.B.Cgroups is { } cgroups)
+        {
+            // The destination QEMU runs inside its cgroup on B, as any VM.
+            Assert.Contains(arrived.Pid!.Value, await cgroups.ReadProcessesAsync(spec.Id.ToString(), CancellationToken.None));
+        }
         Assert.Null(await TestEnvironment.TryGetAsync(portA, TimeSpan.FromSeconds(1)));
 
         // The VM is an ordinary VM of B now: it survives B's restart (adoption, same process) and destroy removes the shared disk.
@@ -201,6 +205,8 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
 
         var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
         Assert.NotNull(incoming.DiskTarget);
+        var bad = incoming with { DiskTarget = null };
+        Assert.Equal("invalid_spec", (await Assert.ThrowsAsync<ComputeException>(() => hosts.A.MigrateOutAsync(spec.Id, bad, new MigrationOptions(), null, CancellationToken.None))).Code);
         var log = new ProgressLog();
         var final = await hosts.A.MigrateOutAsync(spec.Id, incoming, new MigrationOptions(), log, CancellationToken.None);
         var arrived = await hosts.B.CompleteIncomingAsync(spec.Id, CancellationToken.None);
