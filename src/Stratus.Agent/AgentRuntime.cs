@@ -68,6 +68,16 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         }, cancellationToken);
         HostId = hostId;
         _epoch = epoch;
+        // A VM still prepared as a migration destination at start-up belongs to a migration that
+        // is over: the controller aborts any migration whose destination agent disconnected.
+        if (_driver is ILiveMigrationDriver migrator)
+        {
+            foreach (var orphan in await migrator.ListIncomingAsync(cancellationToken))
+            {
+                await migrator.AbortIncomingAsync(orphan, cancellationToken);
+                LogOrphanAborted(_log, orphan);
+            }
+        }
         LogRegistered(_log, _options.HostName, hostId, inv.Accelerator);
         _heartbeat = Task.Run(() => HeartbeatLoopAsync(_stop.Token), CancellationToken.None);
         StartMetrics(_stop.Token);
@@ -374,6 +384,9 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
 
     [LoggerMessage(3, LogLevel.Error, "Worker for VM {InstanceId} failed")]
     private static partial void LogWorkerFailed(ILogger log, Exception e, InstanceId instanceId);
+
+    [LoggerMessage(5, LogLevel.Information, "VM {InstanceId}: removed an incoming migration left by a previous run")]
+    private static partial void LogOrphanAborted(ILogger log, InstanceId instanceId);
 
     [LoggerMessage(4, LogLevel.Warning, "Report to the controller failed")]
     private static partial void LogReportFailed(ILogger log, Exception e);

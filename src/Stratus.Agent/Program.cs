@@ -48,7 +48,13 @@ try
         IComputeDriver driver = o.Driver switch
         {
             "simulated" => new SimulatedDriver(new SimulatedDriverOptions { StateDirectory = Path.Combine(dir, "simulated"), DelayScale = o.SimDelayScale, Seed = index + 1 }),
-            _ => new QemuDriver(new QemuDriverOptions { DataDirectory = Path.Combine(dir, "qemu"), SharedPoolDirectory = o.SharedPool }, loggers.CreateLogger<QemuDriver>()),
+            _ => new QemuDriver(new QemuDriverOptions
+            {
+                DataDirectory = Path.Combine(dir, "qemu"),
+                SharedPoolDirectory = o.SharedPool,
+                // Hosts sharing one machine (tests, demos) need their own cgroup subtree: a VM's cgroup is named after its id.
+                CgroupParent = "stratus-" + name,
+            }, loggers.CreateLogger<QemuDriver>()),
         };
         var client = new GrpcControllerClient(channel, token, loggers.CreateLogger($"Stratus.Agent.{name}"));
         var agent = new AgentRuntime(new AgentOptions

@@ -26,7 +26,7 @@ public sealed class EmbeddedAgents(StratusdOptions options, AgentHub hub, ILogge
             IComputeDriver driver = options.Driver switch
             {
                 "simulated" => new SimulatedDriver(new SimulatedDriverOptions { StateDirectory = Path.Combine(dir, "simulated"), DelayScale = options.SimDelayScale, Seed = i }),
-                "qemu" => new QemuDriver(new QemuDriverOptions { DataDirectory = Path.Combine(dir, "qemu"), SharedPoolDirectory = options.SharedPool }, loggers.CreateLogger<QemuDriver>()),
+                "qemu" => new QemuDriver(new QemuDriverOptions { DataDirectory = Path.Combine(dir, "qemu"), SharedPoolDirectory = options.SharedPool, CgroupParent = options.Hosts > 1 ? "stratus-" + name : "stratus" }, loggers.CreateLogger<QemuDriver>()),
                 _ => throw new InvalidOperationException($"driver '{options.Driver}' is not available in this build"),
             };
             var agent = new AgentRuntime(new AgentOptions { HostName = name, StateDirectory = dir, StoragePools = options.SharedPool is null ? ["local"] : ["local", "shared"], MetricsInterval = options.MetricsInterval }, driver, hub, loggers.CreateLogger($"Stratus.Agent.{name}"));

@@ -17,6 +17,8 @@ internal static partial class ConfigDrive
     [GeneratedRegex(@"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( [^\r\n""]*)?$")]
     private static partial Regex PublicKeyPattern();
 
+    private static readonly DateTime FixedTime = new(2020, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
     /// <summary>Checks the spec's metadata without touching the disk.</summary>
     public static void Validate(VmSpec spec, int maxUserDataBytes)
     {
@@ -70,13 +72,17 @@ internal static partial class ConfigDrive
             var user = Path.Combine(staging, "user-data");
             await File.WriteAllTextAsync(meta, MetaData(spec), cancellationToken);
             await File.WriteAllTextAsync(user, spec.UserData ?? "", cancellationToken);
+            // Byte-identical for one spec (fixed volume id and timestamps): a migration destination on a local pool
+            // rebuilds the drive the guest already read, and it must not change under the guest.
+            File.SetLastWriteTimeUtc(meta, FixedTime);
+            File.SetLastWriteTimeUtc(user, FixedTime);
             var bytes = new FileInfo(meta).Length + new FileInfo(user).Length;
             var kib = Math.Max(1024, ((bytes + 1023) / 1024) + 512);
             var tmp = imagePath + ".tmp";
             File.Delete(tmp);
-            await RunAsync("mkfs.vfat", ["-C", "-n", "CIDATA", tmp, kib.ToString(CultureInfo.InvariantCulture)], cancellationToken);
-            await RunAsync("mcopy", ["-i", tmp, meta, "::meta-data"], cancellationToken);
-            await RunAsync("mcopy", ["-i", tmp, user, "::user-data"], cancellationToken);
+            await RunAsync("mkfs.vfat", ["-C", "--invariant", "-n", "CIDATA", tmp, kib.ToString(CultureInfo.InvariantCulture)], cancellationToken);
+            await RunAsync("mcopy", ["-m", "-i", tmp, meta, "::meta-data"], cancellationToken);
+            await RunAsync("mcopy", ["-m", "-i", tmp, user, "::user-data"], cancellationToken);
             File.Move(tmp, imagePath, overwrite: true);
         }
         finally

@@ -24,7 +24,7 @@ namespace Stratus.Compute.Qemu;
 /// followed by a fresh start of the same disk and ports (the QEMU pid changes); hard reboot is <c>system_reset</c>
 /// (same pid).</para>
 /// </summary>
-public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
+public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrationDriver
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
     private readonly QemuDriverOptions _options;
@@ -155,10 +155,13 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
                 return await StatusOfAsync(existing, cancellationToken);
             }
 
-            var forwards = ResolveForwards(spec.Id, spec.Forwards, []);
+            RequireNotIncoming(spec.Id);
             var dir = Path.Combine(_vmsRoot, spec.Id.ToString());
-            vm = new QemuVm(spec.Id, dir, spec, forwards) { QmpPath = QmpPathFor(spec.Id, dir) };
+            var diskDir = DiskDirectoryFor(spec, dir);
+            var forwards = ResolveForwards(spec.Id, spec.Forwards, []);
+            vm = new QemuVm(spec.Id, dir, spec, forwards, diskDir) { QmpPath = QmpPathFor(spec.Id, dir) };
             Directory.CreateDirectory(dir);
+            Directory.CreateDirectory(diskDir);
             await File.WriteAllTextAsync(vm.SpecPath, JsonSerializer.Serialize(spec, Json), cancellationToken);
             await PrepareDiskAsync(vm, cancellationToken);
             await ConfigDrive.BuildAsync(spec, vm.ConfigDrivePath, cancellationToken);
@@ -201,6 +204,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         if (spec.MemoryMib < 16) errors.Add("memory must be ≥ 16 MiB");
         if (spec.MaxMemoryMib < spec.MemoryMib) errors.Add("max memory must be ≥ memory");
         if (spec.DiskGib < 0) errors.Add("disk must be ≥ 0 GiB");
+        if (spec.StoragePool is not (StoragePools.Local or StoragePools.Shared)) errors.Add($"storage pool '{spec.StoragePool}' is not '{StoragePools.Local}' or '{StoragePools.Shared}'");
         if (spec.ImagePath is not null && !File.Exists(spec.ImagePath)) errors.Add($"image {spec.ImagePath} not found");
         if (spec.ImagePath is not null && string.IsNullOrEmpty(spec.ImageFormat)) errors.Add("image format is required with an image");
         if (spec.KernelPath is not null && !File.Exists(spec.KernelPath)) errors.Add($"kernel {spec.KernelPath} not found");
@@ -218,10 +222,26 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         }
 
         ConfigDrive.Validate(spec, _options.MaxUserDataBytes);
+        if (spec.StoragePool == StoragePools.Shared && _options.SharedPoolDirectory is null)
+        {
+            throw new ComputeException("shared_pool_unavailable", $"VM {spec.Id} asks for the shared storage pool, but this host has no SharedPoolDirectory configured");
+        }
     }
 
+    /// <summary>Where a VM's disk and config drive live: its own directory (local pool) or <c>&lt;SharedPoolDirectory&gt;/&lt;id&gt;</c>.</summary>
+    private string DiskDirectoryFor(VmSpec spec, string vmDirectory) => spec.StoragePool switch
+    {
+        StoragePools.Local => vmDirectory,
+        StoragePools.Shared => _options.SharedPoolDirectory is { } pool
+            ? Path.Combine(pool, spec.Id.ToString())
+            : throw new ComputeException("shared_pool_unavailable", $"VM {spec.Id} is on the shared storage pool, but this host has no SharedPoolDirectory configured"),
+        _ => throw new ComputeException("invalid_spec", $"storage pool '{spec.StoragePool}' is not '{StoragePools.Local}' or '{StoragePools.Shared}'"),
+    };
+
     /// <summary>Binds each requested host port to prove it is free (port_in_use otherwise) and picks free ports for 0.</summary>
-    private List<PortForward> ResolveForwards(InstanceId id, IReadOnlyList<PortForward> requested, IReadOnlyList<PortForward> previous)
+    /// <param name="fallbackToFree">A requested port that is taken is replaced by a free one instead of failing (an incoming
+    /// migration: the source may hold the same port on this machine).</param>
+    private List<PortForward> ResolveForwards(InstanceId id, IReadOnlyList<PortForward> requested, IReadOnlyList<PortForward> previous, bool fallbackToFree = false)
     {
         var result = new List<PortForward>();
         try
@@ -234,7 +254,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
                     port = previous.FirstOrDefault(p => p.GuestPort == f.GuestPort && p.Protocol == f.Protocol)?.HostPort ?? 0;
                 }
 
-                port = ProbePort(id, port, f.Protocol, f.HostPort != 0 || port != 0);
+                port = ProbePort(id, port, f.Protocol, !fallbackToFree && (f.HostPort != 0 || port != 0));
                 result.Add(f with { HostPort = port });
             }
         }
@@ -330,8 +350,9 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         }
     }
 
-    /// <summary>Starts QEMU paused, puts it into its cgroup, connects QMP, then lets the guest run. Caller holds the gate.</summary>
-    private async Task LaunchAsync(QemuVm vm, CancellationToken cancellationToken)
+    /// <summary>Starts QEMU paused, puts it into its cgroup, connects QMP, then lets the guest run. Caller holds the gate.
+    /// With <paramref name="incoming"/> QEMU waits for a migration (<c>-incoming defer</c>) and nothing is resumed here.</summary>
+    private async Task LaunchAsync(QemuVm vm, CancellationToken cancellationToken, bool incoming = false)
     {
         var accel = await DetectAcceleratorAsync(cancellationToken);
         foreach (var f in vm.Forwards)
@@ -352,7 +373,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             RedirectStandardError = true,
             WorkingDirectory = vm.Directory,
         };
-        foreach (var a in BuildArguments(vm, accel))
+        foreach (var a in BuildArguments(vm, accel, incoming))
         {
             psi.ArgumentList.Add(a);
         }
@@ -409,6 +430,11 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
 
             Attach(vm, qmp, process, process.Id);
             await SaveStateAsync(vm, cancellationToken);
+            if (incoming)
+            {
+                return;
+            }
+
             await qmp.ExecuteAsync("cont", null, cancellationToken);
             vm.Power = PowerState.Running;
             await SaveStateAsync(vm, cancellationToken);
@@ -462,7 +488,9 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             : new ComputeException("hypervisor_error", "QEMU exited at start: " + log.Trim());
     }
 
-    internal IReadOnlyList<string> BuildArguments(QemuVm vm, string accel)
+    /// <summary>The one command line of a VM. A migration destination gets the same device model (same order, same ids) plus
+    /// <c>-incoming defer</c>; only the host-side paths and forwarded ports differ.</summary>
+    internal IReadOnlyList<string> BuildArguments(QemuVm vm, string accel, bool incoming = false)
     {
         var spec = vm.Spec;
         var id = spec.Id.ToString();
@@ -472,9 +500,21 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             "-uuid", id,
             "-nodefaults", "-no-user-config", "-nographic",
             "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny",
-            "-S",
             "-qmp", $"unix:{vm.QmpPath},server=on,wait=off",
         };
+        if (!incoming || !vm.OnSharedPool)
+        {
+            // Paused at start (resumed after the cgroup move). A local-pool migration destination stays paused after the
+            // state arrived, until CompleteIncomingAsync: the source flushes its disk mirror only after QEMU's switch-over.
+            // A shared-pool destination has nothing to wait for and resumes by itself (QEMU's autostart), as the source ran.
+            args.Add("-S");
+        }
+
+        if (incoming)
+        {
+            args.AddRange(["-incoming", "defer"]);
+        }
+
         if (accel == "kvm")
         {
             args.AddRange(["-accel", "kvm", "-cpu", "host"]);
@@ -608,7 +648,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             }
         }
 
-        if (!expected)
+        if (!expected && vm.Incoming is null)
         {
             var reason = vm.GuestShutdown ? "guest powered off" : "QEMU exited unexpectedly";
             LogExited(_logger, vm.Id.ToString(), pid, reason);
@@ -694,11 +734,17 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
                     continue;
                 }
 
+                if (File.Exists(Path.Combine(dir, IncomingMarker)))
+                {
+                    // A migration destination, not an ordinary VM: found again by Complete/AbortIncomingAsync.
+                    continue;
+                }
+
                 try
                 {
                     await AdoptAsync(id, dir, cancellationToken);
                 }
-                catch (Exception e) when (e is IOException or JsonException or TimeoutException or QmpException)
+                catch (Exception e) when (e is IOException or JsonException or TimeoutException or QmpException or ComputeException)
                 {
                     LogAdoptFailed(_logger, id.ToString(), e.Message);
                 }
@@ -712,11 +758,17 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         }
     }
 
-    private async Task AdoptAsync(InstanceId id, string dir, CancellationToken cancellationToken)
+    private async Task<QemuVm> AdoptAsync(InstanceId id, string dir, CancellationToken cancellationToken, IncomingMigration? incoming = null)
     {
         var spec = JsonSerializer.Deserialize<VmSpec>(await File.ReadAllTextAsync(Path.Combine(dir, "spec.json"), cancellationToken))!;
         var state = JsonSerializer.Deserialize<VmStateFile>(await File.ReadAllTextAsync(Path.Combine(dir, "state.json"), cancellationToken))!;
-        var vm = new QemuVm(id, dir, spec, state.Forwards) { CpuCapCores = state.CpuCapCores, QmpPath = QmpPathFor(id, dir) };
+        var vm = new QemuVm(id, dir, spec, state.Forwards, DiskDirectoryFor(spec, dir))
+        {
+            CpuCapCores = state.CpuCapCores,
+            QmpPath = QmpPathFor(id, dir),
+            Incoming = incoming,
+            NbdServing = incoming?.DiskTarget is not null,
+        };
         foreach (var f in state.Forwards)
         {
             _reservedPorts[f.HostPort] = id;
@@ -738,7 +790,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             }
 
             Attach(vm, qmp, null, pid);
-            if (qmp is not null && (await qmp.ExecuteAsync("query-status", null, cancellationToken)).GetProperty("status").GetString() == "prelaunch")
+            if (incoming is null && qmp is not null && (await qmp.ExecuteAsync("query-status", null, cancellationToken)).GetProperty("status").GetString() == "prelaunch")
             {
                 // The previous agent died between exec and `cont` (maybe before the cgroup move): not a VM to keep.
                 vm.ExpectExit = false;
@@ -763,7 +815,12 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
             await SaveStateAsync(vm, cancellationToken);
         }
 
-        _vms[id] = vm;
+        if (incoming is null)
+        {
+            _vms[id] = vm;
+        }
+
+        return vm;
     }
 
     private async Task<QemuVm> GetVmAsync(InstanceId id, CancellationToken cancellationToken)
@@ -986,7 +1043,9 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         return Path.Combine(shortDir, id + ".sock");
     }
 
-    private async Task RemoveEverythingAsync(QemuVm vm, CancellationToken cancellationToken)
+    /// <summary>Removes the VM's socket, cgroup and directory; the shared-pool disk directory too unless <paramref name="keepSharedDisk"/>
+    /// (migration clean-up never deletes it: the VM lives on elsewhere).</summary>
+    private async Task RemoveEverythingAsync(QemuVm vm, CancellationToken cancellationToken, bool keepSharedDisk = false)
     {
         File.Delete(vm.QmpPath);
         var socketDir = Path.GetDirectoryName(vm.QmpPath)!;
@@ -1003,6 +1062,11 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         if (Directory.Exists(vm.Directory))
         {
             Directory.Delete(vm.Directory, recursive: true);
+        }
+
+        if (vm.OnSharedPool && !keepSharedDisk && Directory.Exists(vm.DiskDirectory))
+        {
+            Directory.Delete(vm.DiskDirectory, recursive: true);
         }
     }
 
@@ -1068,7 +1132,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap
         }
 
         _disposed = true;
-        foreach (var vm in _vms.Values)
+        foreach (var vm in _vms.Values.Concat(_incoming.Values))
         {
             if (vm.Detach is { } d)
             {

@@ -31,9 +31,16 @@ public sealed class QemuDriverOptions
     /// Must be an absolute path. When it is long (QMP socket path over 107 bytes), sockets go to /tmp/stratus-qmp-&lt;hash&gt;/.</summary>
     public string DataDirectory { get; set; } = "/var/lib/stratus/compute";
 
-    /// <summary>The QEMU system emulator to exec (absolute path or a name found on PATH).</summary>
-    /// <summary>The shared storage pool (a directory every host reaches, as an NFS mount); null when there is none.</summary>
+    /// <summary>The storage pool every host reaches (an NFS mount, say), as an absolute path; null when this host has none.
+    /// A VM with <see cref="VmSpec.StoragePool"/> "shared" keeps its disk overlay and config drive in
+    /// <c>&lt;SharedPoolDirectory&gt;/&lt;id&gt;/</c>, so a live migration moves only memory.</summary>
     public string? SharedPoolDirectory { get; set; }
+
+    /// <summary>Address an incoming migration (and its NBD disk export) listens on; the source connects to it.
+    /// Loopback by default (one-machine tests); a real host sets its migration network address.</summary>
+    public IPAddress MigrationListenAddress { get; set; } = IPAddress.Loopback;
+
+    /// <summary>The QEMU system emulator to exec (absolute path or a name found on PATH).</summary>
 
     public string QemuBinary { get; set; } = "qemu-system-x86_64";
 
@@ -90,6 +97,12 @@ public sealed class QemuDriverOptions
             errors.Add("DataDirectory must be an absolute path");
         }
 
+        if (SharedPoolDirectory is not null && (string.IsNullOrWhiteSpace(SharedPoolDirectory) || !Path.IsPathFullyQualified(SharedPoolDirectory)))
+        {
+            errors.Add("SharedPoolDirectory must be an absolute path (or null)");
+        }
+
+        if (MigrationListenAddress is null) errors.Add("MigrationListenAddress is required");
         if (string.IsNullOrWhiteSpace(QemuBinary)) errors.Add("QemuBinary is required");
         if (string.IsNullOrWhiteSpace(QemuImgBinary)) errors.Add("QemuImgBinary is required");
         if (KvmProbeTimeout < TimeSpan.FromSeconds(1) || KvmProbeTimeout > TimeSpan.FromSeconds(30)) errors.Add("KvmProbeTimeout must be 1–30 s");

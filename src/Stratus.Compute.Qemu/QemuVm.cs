@@ -13,11 +13,18 @@ namespace Stratus.Compute.Qemu;
 internal sealed record VmStateFile(int? Pid, PowerState Power, IReadOnlyList<PortForward> Forwards, double? CpuCapCores = null);
 
 /// <summary>Runtime state of one VM (mutated only under <see cref="Gate"/>, apart from exit handling).</summary>
-internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IReadOnlyList<PortForward> forwards)
+internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IReadOnlyList<PortForward> forwards, string? diskDirectory = null)
 {
     public InstanceId Id { get; } = id;
 
     public string Directory { get; } = directory;
+
+    /// <summary>Where the disk overlay and the config drive live: <see cref="Directory"/> on the local pool,
+    /// <c>&lt;SharedPoolDirectory&gt;/&lt;id&gt;</c> on the shared pool.</summary>
+    public string DiskDirectory { get; } = diskDirectory ?? directory;
+
+    /// <summary>True when the disk lives on the shared pool (never deleted by migration clean-up).</summary>
+    public bool OnSharedPool => !string.Equals(DiskDirectory, Directory, StringComparison.Ordinal);
 
     public VmSpec Spec { get; } = spec;
 
@@ -51,9 +58,18 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
 
     public string SpecPath => Path.Combine(Directory, "spec.json");
 
-    public string DiskPath => Path.Combine(Directory, "disk.qcow2");
+    public string DiskPath => Path.Combine(DiskDirectory, "disk.qcow2");
 
-    public string ConfigDrivePath => Path.Combine(Directory, "cidata.img");
+    public string ConfigDrivePath => Path.Combine(DiskDirectory, "cidata.img");
+
+    /// <summary>Present while the VM is an incoming migration's destination (not yet an ordinary VM of this host).</summary>
+    public string IncomingMarkerPath => Path.Combine(Directory, "incoming");
+
+    /// <summary>The prepared incoming migration, while this VM is one.</summary>
+    public IncomingMigration? Incoming;
+
+    /// <summary>NBD export on the destination of a local-pool migration (stopped at completion).</summary>
+    public bool NbdServing;
 
     public string ConsolePath => Path.Combine(Directory, "console.log");
 

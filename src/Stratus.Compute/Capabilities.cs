@@ -69,6 +69,9 @@ public interface ILiveMigrationDriver
     /// <summary>Destination: the migration failed; remove everything prepared (never the shared disk). Idempotent.</summary>
     Task AbortIncomingAsync(InstanceId id, CancellationToken cancellationToken);
 
+    /// <summary>VMs prepared here as migration destinations and not completed (also those left by a previous run of the agent).</summary>
+    Task<IReadOnlyList<InstanceId>> ListIncomingAsync(CancellationToken cancellationToken);
+
     /// <summary>Cold migration, source: the stopped VM's disk as a file the destination can copy from (null when on the shared pool).</summary>
     Task<string?> ExportDiskAsync(InstanceId id, CancellationToken cancellationToken);
 

@@ -394,7 +394,7 @@ public sealed partial class Migrator(
         return await store.GetHostAsync(h.Id, ct) ?? h;
     }
 
-    /// <summary>Returns a host from maintenance (or disabled) to service.</summary>
+    /// <summary>Returns a host from maintenance (or disabled) to service; an evacuation in progress stops starting migrations.</summary>
     public async Task<Outcome<Host>> EnableAsync(string reference, CancellationToken ct)
     {
         var h = HostId.TryParse(reference, out var hid) ? await store.GetHostAsync(hid, ct) : await store.FindHostAsync(reference, ct);
@@ -402,10 +402,8 @@ public sealed partial class Migrator(
         {
             return Problem.NotFound("host", reference);
         }
-        if (_evacuations.TryGetValue(h.Id, out var running) && !running.IsCompleted)
-        {
-            return Problem.Conflict("evacuation_in_progress", $"host {h.Name} is still being evacuated; enable it once its servers have moved");
-        }
+        // Enabling during an evacuation cancels it: the loop sees the host is no longer in
+        // maintenance and starts no further migration (those running finish).
         for (var attempt = 0; h.State is HostState.Maintenance or HostState.Disabled; attempt++)
         {
             if (await store.SetHostStateAsync(h.Id, HostState.Up, h.Generation, ct) == CasOutcome.Ok || attempt > 20)

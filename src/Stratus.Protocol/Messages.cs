@@ -123,29 +123,37 @@ public interface IAgentSession
     Task<string> ReadConsoleAsync(InstanceId id, int maxBytes, CancellationToken cancellationToken);
 
     /// <summary>Destination of a live migration: start the VM waiting for its state.</summary>
-    Task<IncomingMigrationInfo> PrepareIncomingAsync(DesiredVm vm, CancellationToken cancellationToken);
+    Task<IncomingMigrationInfo> PrepareIncomingAsync(DesiredVm vm, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
     /// <summary>Source of a live migration: send the VM; cancelling aborts it and the VM keeps running here.</summary>
     Task<MigrationStatus> MigrateOutAsync(InstanceId id, IncomingMigrationInfo target, MigrationSettings settings,
-        IProgress<MigrationStatus>? progress, CancellationToken cancellationToken);
+        IProgress<MigrationStatus>? progress, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
     /// <summary>Destination: the VM arrived and runs; it is an ordinary VM of this host from now on.</summary>
-    Task<ActualVm> CompleteIncomingAsync(InstanceId id, CancellationToken cancellationToken);
+    Task<ActualVm> CompleteIncomingAsync(InstanceId id, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
     /// <summary>Source: the VM runs elsewhere; remove what is left here (never a shared disk).</summary>
-    Task CompleteOutgoingAsync(InstanceId id, CancellationToken cancellationToken);
+    Task CompleteOutgoingAsync(InstanceId id, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
     /// <summary>Destination: the migration failed; remove everything prepared. Idempotent.</summary>
-    Task AbortIncomingAsync(InstanceId id, CancellationToken cancellationToken);
+    Task AbortIncomingAsync(InstanceId id, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
     /// <summary>Cold migration, source: the stopped VM's disk file (null when on the shared pool).</summary>
-    Task<string?> ExportDiskAsync(InstanceId id, CancellationToken cancellationToken);
+    Task<string?> ExportDiskAsync(InstanceId id, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
     /// <summary>Cold migration, destination: define the stopped VM here, copying its disk unless shared.</summary>
-    Task<ActualVm> ImportStoppedAsync(DesiredVm vm, string? sourceDisk, CancellationToken cancellationToken);
+    Task<ActualVm> ImportStoppedAsync(DesiredVm vm, string? sourceDisk, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
     /// <summary>Stops every VM of the host (for `stratus down`), leaving desired state untouched.</summary>
-    Task ShutdownVmsAsync(TimeSpan graceful, CancellationToken cancellationToken);
+    Task ShutdownVmsAsync(TimeSpan graceful, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 }
 
 /// <summary>Tuning of one live migration, as the controller asks for it.</summary>

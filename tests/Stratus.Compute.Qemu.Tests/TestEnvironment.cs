@@ -134,13 +134,13 @@ internal static class TestEnvironment
 
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(2) };
 
-    /// <summary>GET http://127.0.0.1:port/ once; null when it does not answer.</summary>
-    public static async Task<string?> TryGetAsync(int port, TimeSpan timeout)
+    /// <summary>GET http://127.0.0.1:port/path once; null when it does not answer.</summary>
+    public static async Task<string?> TryGetAsync(int port, TimeSpan timeout, string path = "/")
     {
         using var cts = new CancellationTokenSource(timeout);
         try
         {
-            using var response = await Http.GetAsync(new Uri($"http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}/"), cts.Token);
+            using var response = await Http.GetAsync(new Uri($"http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}{path}"), cts.Token);
             return response.StatusCode == HttpStatusCode.OK ? await response.Content.ReadAsStringAsync(cts.Token) : null;
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)

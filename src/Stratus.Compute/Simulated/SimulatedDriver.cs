@@ -35,8 +35,15 @@ public sealed class SimulatedDriverOptions
 /// For scale tests and hollow hosts; never instead of the real driver.
 /// <para>Metrics (<see cref="IMetricsSource"/>): each running VM gets a deterministic synthetic CPU load from the seed,
 /// its id and the clock, unless <c>load.json</c> in the state directory names it (see <see cref="LoadFile"/>).</para>
+/// <para>Live migration (<see cref="ILiveMigrationDriver"/>) runs between two instances with different state directories,
+/// in one process or two: the destination's <see cref="PrepareIncomingAsync"/> writes a marker file
+/// (<c>&lt;state dir&gt;/incoming/&lt;id&gt;</c>, content <c>waiting &lt;id&gt;</c>) and returns <c>sim:&lt;marker path&gt;</c> as the URI; the
+/// source checks the marker before and during the transfer (gone = destination aborted: <c>migration_failed</c>) and
+/// writes <c>completed &lt;id&gt;</c> into it at the end; <see cref="CompleteIncomingAsync"/> requires that word. A transfer takes
+/// 200 ms + 1 ms per MiB of guest memory (about 1 GB/s; longer under a bandwidth cap), times <see cref="SimulatedDriverOptions.DelayScale"/>,
+/// and reports progress every simulated 100 ms (at least ten times).</para>
 /// </summary>
-public sealed partial class SimulatedDriver : IComputeDriver, IMetricsSource
+public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriver, IMetricsSource
 {
     private readonly SimulatedDriverOptions _options;
     private readonly TimeProvider _time;
@@ -71,17 +78,17 @@ public sealed partial class SimulatedDriver : IComputeDriver, IMetricsSource
         Task.FromResult(new HostInventory(_options.Cores, _options.MemoryMib, _options.DiskGib, "sim", "Simulated CPU", 0));
 
     public Task<IReadOnlyList<VmStatus>> ListAsync(CancellationToken cancellationToken) =>
-        Task.FromResult<IReadOnlyList<VmStatus>>(_vms.Values.Select(Status).ToList());
+        Task.FromResult<IReadOnlyList<VmStatus>>(_vms.Values.Where(v => !v.Incoming).Select(Status).ToList());
 
     public async Task<VmStatus> CreateAsync(VmSpec spec, CancellationToken cancellationToken)
     {
         if (_vms.TryGetValue(spec.Id, out var existing))
         {
-            return Status(existing);
+            return existing.Incoming ? throw new ComputeException("invalid_state", $"VM {spec.Id} is being migrated to this host") : Status(existing);
         }
         await DelayAsync(1000, 2000, cancellationToken);
         var forwards = spec.Forwards.Select((f, i) => f with { HostPort = f.HostPort != 0 ? f.HostPort : 20000 + (Math.Abs(spec.Id.GetHashCode()) % 20000) + i }).ToList();
-        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n", spec.Vcpus, spec.MemoryMib, spec.DiskGib);
+        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n", spec.Vcpus, spec.MemoryMib, spec.DiskGib, spec.StoragePool);
         _vms[spec.Id] = vm;
         await SaveAsync(cancellationToken);
         return Status(vm);
@@ -108,21 +115,22 @@ public sealed partial class SimulatedDriver : IComputeDriver, IMetricsSource
 
     public async Task DestroyAsync(InstanceId id, CancellationToken cancellationToken)
     {
-        if (!_vms.ContainsKey(id))
+        if (!_vms.TryGetValue(id, out var existing) || existing.Incoming)
         {
             return;
         }
         await DelayAsync(300, 800, cancellationToken);
         _vms.TryRemove(id, out _);
+        DeleteFile(DiskPath(id));
         await SaveAsync(cancellationToken);
     }
 
     public Task<VmStatus?> GetStatusAsync(InstanceId id, CancellationToken cancellationToken) =>
-        Task.FromResult(_vms.TryGetValue(id, out var vm) ? Status(vm) : null);
+        Task.FromResult(_vms.TryGetValue(id, out var vm) && !vm.Incoming ? Status(vm) : null);
 
     public Task<string> ReadConsoleAsync(InstanceId id, int maxBytes, CancellationToken cancellationToken)
     {
-        if (!_vms.TryGetValue(id, out var vm))
+        if (!_vms.TryGetValue(id, out var vm) || vm.Incoming)
         {
             throw new ComputeException("not_found", $"no VM {id} on this host");
         }
@@ -132,7 +140,7 @@ public sealed partial class SimulatedDriver : IComputeDriver, IMetricsSource
 
     public async Task ShutdownAllAsync(TimeSpan graceful, CancellationToken cancellationToken)
     {
-        foreach (var vm in _vms.Values)
+        foreach (var vm in _vms.Values.Where(v => !v.Incoming))
         {
             _vms[vm.Id] = vm with { Power = PowerState.Shutdown };
         }
@@ -152,7 +160,7 @@ public sealed partial class SimulatedDriver : IComputeDriver, IMetricsSource
 
     private async Task<VmStatus> TransitionAsync(InstanceId id, int minMs, int maxMs, Func<SimVm, SimVm> change, CancellationToken ct)
     {
-        if (!_vms.ContainsKey(id))
+        if (!_vms.TryGetValue(id, out var current) || current.Incoming)
         {
             throw new ComputeException("not_found", $"no VM {id} on this host");
         }
@@ -205,6 +213,9 @@ public sealed partial class SimulatedDriver : IComputeDriver, IMetricsSource
     }
 
     /// <summary>A simulated VM as kept in the state file (size fields default for files written before they existed).</summary>
+    /// <param name="MemoryMib">Guest memory (sets the simulated migration time).</param>
+    /// <param name="Incoming">Prepared as a migration destination and not yet completed: hidden from list and status.</param>
+    /// <param name="MigratedOut">The VM's state was sent elsewhere; the source waits for <see cref="CompleteOutgoingAsync"/>.</param>
     private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console,
-        int Vcpus = 1, long MemoryMib = 256, long DiskGib = 1);
+        int Vcpus = 1, long MemoryMib = 256, long DiskGib = 1, string StoragePool = StoragePools.Local, bool Incoming = false, bool MigratedOut = false);
 }
