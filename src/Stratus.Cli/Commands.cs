@@ -48,7 +48,8 @@ public static class Commands
         driver.AcceptOnlyFromAmong("simulated", "qemu");
         var hosts = new Option<int>("--hosts") { Description = "Number of hosts (agents) to run", DefaultValueFactory = _ => 1 };
         var delay = new Option<double?>("--sim-delay-scale") { Description = "Scale of the simulated driver's delays (1 = realistic)" };
-        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay };
+        var embedded = new Option<bool>("--embedded") { Description = "Run every host's agent inside the controller (scale tests) instead of one process per host" };
+        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay, embedded };
         cmd.SetAction(async (r, ct) =>
         {
             var extra = new List<string>();
@@ -60,7 +61,8 @@ public static class Commands
             {
                 extra.AddRange(["--tiny-image", tiny]);
             }
-            return await Local.UpAsync(r.GetValue(detach), r.GetValue(dataDir)!, r.GetValue(port), r.GetValue(driver)!, r.GetValue(hosts), extra, ct);
+            return await Local.UpAsync(r.GetValue(detach), r.GetValue(dataDir)!, r.GetValue(port), r.GetValue(driver)!, r.GetValue(hosts), extra, ct,
+                r.GetValue(embedded));
         });
         return cmd;
     }

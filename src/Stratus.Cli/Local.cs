@@ -17,7 +17,8 @@ public static class Local
     private static string Stratusd =>
         Environment.GetEnvironmentVariable("STRATUSD_PATH") is { Length: > 0 } p ? p : Path.Combine(AppContext.BaseDirectory, "stratusd");
 
-    public static async Task<int> UpAsync(bool detach, string dataDir, int port, string driver, int hosts, IReadOnlyList<string> extra, CancellationToken ct)
+    public static async Task<int> UpAsync(bool detach, string dataDir, int port, string driver, int hosts, IReadOnlyList<string> extra, CancellationToken ct,
+        bool embedded = false)
     {
         dataDir = Path.GetFullPath(dataDir);
         Directory.CreateDirectory(dataDir);
@@ -52,7 +53,7 @@ public static class Local
         }
         // One host: its agent runs inside the controller (all-in-one). Several: one agent process each,
         // with its own state directory, all reaching one shared storage pool.
-        var remote = hosts > 1;
+        var remote = hosts > 1 && !embedded;
         var shared = Path.Combine(dataDir, "shared");
         var args = new List<string> { "--data-dir", dataDir, "--port", port.ToString(Output.Inv), "--driver", driver };
         if (remote)

@@ -31,7 +31,7 @@ public static class ControlPlaneBench
         var data = Directory.CreateTempSubdirectory("stratus-cpbench-").FullName;
         var port = FreePort();
         var url = new Uri($"http://127.0.0.1:{port}/");
-        await RunAsync(root, "up", "--detach", "--driver", "simulated", "--hosts", hosts.ToString(CultureInfo.InvariantCulture), "--data-dir", data,
+        await RunAsync(root, "up", "--detach", "--embedded", "--driver", "simulated", "--hosts", hosts.ToString(CultureInfo.InvariantCulture), "--data-dir", data,
             "--port", port.ToString(CultureInfo.InvariantCulture), "--sim-delay-scale", "0.05");
         try
         {

@@ -64,17 +64,24 @@ public static class MigrationBench
         }
 
         var samples = new List<Sample>();
+        // The whole system as a user drives it: stratusd and two stratus-agent processes, migration through the REST API.
+        await using var cloud = args.Contains("--no-stratus") ? null : await Cloud.StartAsync(guest);
         for (var run = 1; run <= runs; run++)
         {
             foreach (var load in new[] { "idle", "dirty" })
             {
-                // Alternate which mode goes first so load drift on a shared machine favours neither.
-                var modes = (run + (load == "dirty" ? 1 : 0)) % 2 == 0 ? new[] { "raw", "driver" } : new[] { "driver", "raw" };
+                // Rotate which mode goes first so load drift on a shared machine favours none.
+                string[] all = cloud is null ? ["raw", "driver"] : ["raw", "driver", "stratus"];
+                var shift = (run + (load == "dirty" ? 1 : 0)) % all.Length;
+                var modes = all.Skip(shift).Concat(all.Take(shift)).ToArray();
                 foreach (var mode in modes)
                 {
-                    var s = mode == "raw"
-                        ? await RawAsync(guest, memory, load == "dirty", run)
-                        : await DriverAsync(guest, memory, load == "dirty", run, noCgroups);
+                    var s = mode switch
+                    {
+                        "raw" => await RawAsync(guest, memory, load == "dirty", run),
+                        "driver" => await DriverAsync(guest, memory, load == "dirty", run, noCgroups),
+                        _ => await cloud!.MigrateAsync(load == "dirty", run),
+                    };
                     Console.Error.WriteLine($"[migration] run {run} {load} {mode}: total {s.TotalMs} ms (destination listening after {s.PrepareMs} ms), downtime {s.DowntimeMs} ms, QEMU total {s.QemuTotalMs} ms, sent {s.TransferredMib} MiB, dirty rate ≤ {s.DirtyRateMibPerSecond} MiB/s");
                     samples.Add(s);
                 }
@@ -92,6 +99,7 @@ public static class MigrationBench
 
             var rawTotal = Median("raw", s => s.TotalMs);
             var driverTotal = Median("driver", s => s.TotalMs);
+            var stratusTotal = Median("stratus", s => s.TotalMs);
             medians[load] = new JsonObject
             {
                 ["raw_total_ms"] = rawTotal,
@@ -101,6 +109,9 @@ public static class MigrationBench
                 ["driver_total_ms"] = driverTotal,
                 ["driver_downtime_ms"] = Median("driver", s => s.DowntimeMs),
                 ["driver_over_raw_total"] = rawTotal == 0 ? null : Math.Round((double)driverTotal / rawTotal, 3),
+                ["stratus_total_ms"] = stratusTotal,
+                ["stratus_downtime_ms"] = Median("stratus", s => s.DowntimeMs),
+                ["stratus_over_raw_total"] = rawTotal == 0 || stratusTotal == 0 ? null : Math.Round((double)stratusTotal / rawTotal, 3),
             };
         }
 
@@ -293,14 +304,16 @@ public static class MigrationBench
 
     private static async Task ExecAsync(string file, params string[] args)
     {
-        var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
         }
 
         using var p = Process.Start(psi)!;
+        var outText = p.StandardOutput.ReadToEndAsync();
         var err = await p.StandardError.ReadToEndAsync();
+        await outText;
         await p.WaitForExitAsync();
         if (p.ExitCode != 0)
         {
@@ -344,5 +357,93 @@ public static class MigrationBench
         }
 
         await Task.Delay(1000);
+    }
+
+    /// <summary>
+    /// A two-host cloud started with <c>./stratus up --hosts 2</c> (real processes, shared pool). A
+    /// sample is one <c>POST /v1/servers/{id}/migrate</c> timed from the request until the API shows
+    /// the server on the other host with no task (polled every 10 ms), so it includes the controller's
+    /// checks and claim, the destination's QEMU start and every phase's round trip over gRPC.
+    /// </summary>
+    private sealed class Cloud : IAsyncDisposable
+    {
+        private readonly string _data;
+        private readonly string _stratus;
+        private readonly Stratus.Client.StratusClient _client;
+
+        private Cloud(string data, string stratus, Stratus.Client.StratusClient client)
+        {
+            _data = data;
+            _stratus = stratus;
+            _client = client;
+        }
+
+        public static async Task<Cloud> StartAsync(string guest)
+        {
+            var root = Path.GetFullPath(Path.Combine(guest, "..", "..", "..", ".."));
+            var stratus = Path.Combine(root, "stratus");
+            var data = Path.Combine("/tmp", "smb-cloud-" + Guid.NewGuid().ToString("N")[..8]);
+            var port = FreePort();
+            await ExecAsync(stratus, "up", "--detach", "--driver", "qemu", "--hosts", "2", "--data-dir", data, "--port", port.ToString(CultureInfo.InvariantCulture));
+            return new Cloud(data, stratus, Stratus.Client.StratusClient.Create(new Uri($"http://127.0.0.1:{port}/"), TimeSpan.FromSeconds(10)));
+        }
+
+        public async Task<Sample> MigrateAsync(bool dirty, int run)
+        {
+            var name = $"bench-{(dirty ? "dirty" : "idle")}-{run}";
+            var s = await _client.CreateServerAsync(new Stratus.Core.Wire.CreateServerRequest(name, "tiny", "tiny",
+                dirty ? DirtyUserData.Replace("\r", "", StringComparison.Ordinal) + "\n" : null, null, null, [new Stratus.Core.Wire.ForwardDto(0, 80)]));
+            try
+            {
+                while ((s = await _client.GetServerAsync(s.Id)).VmState != "active" || s.Task is not null)
+                {
+                    await Task.Delay(100);
+                }
+                await WaitReadyAsync(s.Forwards.First(f => f.GuestPort == 80).HostPort,
+                    dirty ? async () => (await _client.ConsoleAsync(s.Id)).Output : null);
+                var source = s.HostId;
+                var clock = Stopwatch.StartNew();
+                await _client.MigrateServerAsync(s.Id, new Stratus.Core.Wire.MigrateRequest(null, true, null, null, null, null));
+                Stratus.Core.Wire.ServerDto now;
+                while ((now = await _client.GetServerAsync(s.Id)).Task is not null)
+                {
+                    await Task.Delay(10);
+                }
+                var total = clock.ElapsedMilliseconds;
+                var action = (await _client.ListActionsAsync(s.Id)).Last(a => a.Action == "live-migrate");
+                if (now.HostId == source || action.Result != "success")
+                {
+                    throw new InvalidOperationException($"migration failed: {action.Message}");
+                }
+                // "moved to host X: total N ms, downtime M ms, B bytes" (QEMU's own figures).
+                long Field(string label)
+                {
+                    var m = System.Text.RegularExpressions.Regex.Match(action.Message ?? "", label + @" (\d+)");
+                    return m.Success ? long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
+                }
+                return new Sample("stratus", dirty ? "dirty" : "idle", run, total, Field("downtime"), Field("total"), -1, Field("ms,") >> 20, 0);
+            }
+            finally
+            {
+                await _client.DeleteServerAsync(s.Id);
+                while ((await _client.ListServersAsync(name: name)).Count > 0)
+                {
+                    await Task.Delay(100);
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _client.Dispose();
+            await ExecAsync(_stratus, "down", "--data-dir", _data);
+            try
+            {
+                Directory.Delete(_data, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
     }
 }
