@@ -118,6 +118,7 @@ namespace Stratus.Api
             {
                 ExpectedHosts = options.Hosts + options.ExpectRemoteHosts,
                 DefaultStoragePool = options.SharedPool is null ? "local" : "shared",
+                HasSharedPool = options.SharedPool is not null,
             });
             builder.Services.AddSingleton<AgentTokens>();
             builder.Services.AddSingleton<Migrator>();

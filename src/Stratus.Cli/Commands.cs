@@ -180,9 +180,10 @@ public static class Commands
         var aon = new Option<bool>("--all-or-nothing") { Description = "With --count: place all of them or none" };
         var forward = new Option<string[]>("--forward") { Description = "HOSTPORT:GUESTPORT (host port 0 = choose), repeatable", AllowMultipleArgumentsPerToken = false };
         var idem = new Option<string?>("--idempotency-key") { Description = "Retry-safe key: a retry with the same key returns the same server" };
+        var pool = new Option<string?>("--storage-pool") { Description = "local or shared (default: shared when the cloud has a shared pool)" };
         var wait = WaitOption();
         var o = OutputOption();
-        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, count, aon, forward, idem, wait, o };
+        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, count, aon, forward, idem, pool, wait, o };
         create.SetAction((r, ct) => Api(r, async c =>
         {
             var forwards = new List<ForwardDto>();
@@ -208,6 +209,7 @@ public static class Commands
                 Traits = r.GetValue(trait) is { Length: > 0 } ts ? ts : null,
                 Count = r.GetValue(count),
                 AllOrNothing = r.GetValue(aon) ? true : null,
+                StoragePool = r.GetValue(pool),
             };
             if (req.Count is > 1)
             {

@@ -233,6 +233,14 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("user_data", "too_large", $"must be at most {options.MaxUserDataBytes} bytes"));
         }
+        if (r.StoragePool is not null and not ("local" or "shared"))
+        {
+            errors.Add(new("storage_pool", "invalid", "must be local or shared"));
+        }
+        else if (r.StoragePool == "shared" && !options.HasSharedPool)
+        {
+            errors.Add(new("storage_pool", "unavailable", "this cloud has no shared storage pool (stratusd --shared-pool)"));
+        }
         if (r.KeyName is not null && NameRules.Check(r.KeyName) is { } keyProblem)
         {
             errors.Add(new("key_name", "invalid", keyProblem));
@@ -324,7 +332,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
             flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null,
-            StoragePool: options.DefaultStoragePool);
+            StoragePool: r.StoragePool ?? options.DefaultStoragePool);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
         var outcome = await store.CreateInstanceAsync(instance, action, ct);
         switch (outcome.Status)
@@ -348,7 +356,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             var inst = new Instance(InstanceId.New(), $"{r.Name}-{i}", flavor.Id, image.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
                 flavor.Resources, null, null, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id,
-                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, options.DefaultStoragePool);
+                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.StoragePool ?? options.DefaultStoragePool);
             return (inst, new InstanceAction(0, inst.Id, "create", requestedBy, now, null, "pending", null));
         }).ToList();
         if (await store.CreateInstancesAsync(batch, ct) == CreateStatus.NameTaken)

@@ -24,6 +24,9 @@ public sealed class ControllerOptions
     /// <summary>Where new servers' disks go: "shared" when the cloud has a shared pool (so they migrate without copying), else "local".</summary>
     public string DefaultStoragePool { get; init; } = "local";
 
+    /// <summary>True when the cloud has a shared storage pool (servers may ask for it).</summary>
+    public bool HasSharedPool { get; init; }
+
     /// <summary>Most live migrations running at once out of (or into) one host. Default 2.</summary>
     public int MaxMigrationsPerHost { get; init; } = 2;
 

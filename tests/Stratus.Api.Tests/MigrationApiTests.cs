@@ -103,6 +103,24 @@ public sealed class MigrationApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task StoragePool_Refusals_And_LocalPoolServerMigrates()
+    {
+        var e = await Assert.ThrowsAsync<StratusApiException>(() => C.CreateServerAsync(new CreateServerRequest("mv-pool-x", "tiny", "tiny", null, null, null, null) { StoragePool = "nfs" }));
+        Assert.Equal(400, e.Status);
+        // This test cloud has no shared pool: asking for it is refused, not silently changed.
+        e = await Assert.ThrowsAsync<StratusApiException>(() => C.CreateServerAsync(new CreateServerRequest("mv-pool-y", "tiny", "tiny", null, null, null, null) { StoragePool = "shared" }));
+        Assert.Equal(400, e.Status);
+        Assert.Contains("storage_pool", e.Message, StringComparison.Ordinal);
+        var s = await C.CreateServerAsync(new CreateServerRequest("mv-pool-local", "tiny", "tiny", null, null, null, null) { StoragePool = "local" });
+        s = await _cloud.WaitAsync(s.Id, "active");
+        Assert.Equal("local", s.StoragePool);
+        await C.MigrateServerAsync(s.Id, new MigrateRequest(null, true, null, null, null, null));
+        var moved = await SettledAsync(s.Id);
+        Assert.NotEqual(s.HostId, moved.HostId);
+        Assert.Equal("local", moved.StoragePool);
+    }
+
+    [Fact]
     public async Task ColdMigration_StoppedServer_MovesAndStaysStopped()
     {
         var s = await ActiveAsync("mv-cold");

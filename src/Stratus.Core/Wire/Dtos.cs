@@ -99,6 +99,9 @@ public sealed record CreateServerRequest(string? Name, string? Flavor, string? I
     /// <summary>Traits the host must have; a leading '!' means the host must not have it.</summary>
     public IReadOnlyList<string>? Traits { get; init; }
 
+    /// <summary>Where the disk lives: "local" or "shared" (default: shared when the cloud has a shared pool).</summary>
+    public string? StoragePool { get; init; }
+
     /// <summary>Create this many servers (1–100) named NAME-1…NAME-N in one request; the answer is then a list.</summary>
     public int? Count { get; init; }
 
