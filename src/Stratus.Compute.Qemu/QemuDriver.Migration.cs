@@ -253,6 +253,10 @@ public sealed partial class QemuDriver
             qmp.EventReceived += OnEvent;
             var clock = Stopwatch.StartNew();
             LogMigrationStarted(_logger, id.ToString(), target.Uri, mirror);
+            // The migration thread runs in the VM's cgroup: give it one core beyond the guest's cap while it
+            // runs, so a busy guest does not slow its own migration (host work, not the tenant's CPU).
+            vm.MigrationHeadroom = true;
+            await WriteCgroupAsync(vm, cancellationToken);
             try
             {
                 await qmp.ExecuteAsync("migrate-set-capabilities", new
@@ -314,6 +318,11 @@ public sealed partial class QemuDriver
             finally
             {
                 qmp.EventReceived -= OnEvent;
+                vm.MigrationHeadroom = false;
+                if (vm.Pid is not null)
+                {
+                    await WriteCgroupAsync(vm, CancellationToken.None);
+                }
             }
         }
         finally

@@ -457,6 +457,10 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         long? quota = vm.CpuCapCores is { } cores
             ? (long)Math.Round(cores * _options.CpuPeriodMicroseconds)
             : vm.Spec.CpuCapped ? (long)vm.Spec.Vcpus * _options.CpuPeriodMicroseconds : null;
+        if (quota is not null && vm.MigrationHeadroom)
+        {
+            quota += _options.CpuPeriodMicroseconds;
+        }
         var overhead = await MemoryOverheadMibAsync(cancellationToken);
         await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (vm.Spec.MemoryMib + overhead) * 1024L * 1024, vm.Spec.Vcpus, Environment.ProcessorCount), cancellationToken);
     }
