@@ -89,10 +89,10 @@ public sealed class EnergyReporter(IStateStore store, PowerManager power, Consol
             var spans = StandbySpans(h, history, from, until);
             var e = Integrate(series, from, until, spans, new LinearPowerModel(idle, max), standbyW);
             rows.Add(new EnergyHostDto(h.Id.ToString(), h.Name, Core.Lifecycle.Names.Of(h.State), idle, max, standbyW, Math.Round(e.Kwh, 6),
-                Math.Round(e.AverageCpuPercent, 3), Math.Round(e.MeteredHours, 4), Math.Round(e.StandbyHours, 4), Math.Round(e.UnmeteredHours, 4)));
+                Math.Round(e.AverageCpuPercent, 3), Math.Round(e.MeteredHours, 6), Math.Round(e.StandbyHours, 6), Math.Round(e.UnmeteredHours, 6)));
         }
         return new EnergyReportDto(day.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), from, until, Math.Round(rows.Sum(r => r.Kwh), 6),
-            Math.Round(rows.Sum(r => r.StandbyHours), 4), rows);
+            Math.Round(rows.Sum(r => r.StandbyHours), 6), rows);
     }
 
     /// <summary>A host's standby spans within [from, until) from the transitions (a host in standby with no transition: since <paramref name="from"/>).</summary>
