@@ -313,6 +313,25 @@ public static class Endpoints
             var servers = (await store.ListInstancesOnHostAsync(h.Id, ctx.RequestAborted)).Count;
             return Http.Json(h.ToDto(servers, Mapping.ZoneOf(h, await store.ListAggregatesAsync(ctx.RequestAborted))));
         });
+        // ---- consolidation and energy
+        v1.MapGet("/consolidation", async (IStateStore store, Controller.Consolidation.ConsolidationLoop loop, Controller.Consolidation.PowerManager power, CancellationToken ct) =>
+            Http.Json(new ConsolidationStatusDto(loop.Options.Enabled, loop.Paused, loop.Options.Policy, power.Driver.Name, loop.Options.Interval.TotalSeconds,
+                (await store.ListHostsAsync(ct)).Where(h => h.State == HostState.Standby).Select(h => h.Name).Order(StringComparer.Ordinal).ToList(), loop.Passes)));
+        v1.MapPost("/consolidation/pause", (Controller.Consolidation.ConsolidationLoop loop) =>
+        {
+            loop.Pause();
+            return Results.NoContent();
+        });
+        v1.MapPost("/consolidation/resume", (Controller.Consolidation.ConsolidationLoop loop) =>
+        {
+            loop.Resume();
+            return Results.NoContent();
+        });
+        v1.MapGet("/energy", async (HttpContext ctx, Controller.Consolidation.EnergyReporter energy) =>
+        {
+            var day = energy.ParseDay(ctx.Request.Query.Select(kv => new KeyValuePair<string, string?>(kv.Key, kv.Value.ToString())));
+            return day.Ok ? Http.Json(await energy.ReportAsync(day.Value, ctx.RequestAborted)) : Http.Problem(ctx, day.Problem!);
+        });
         v1.MapGet("/hosts/{reference}/stats", async (HttpContext ctx, string reference, IStateStore store, MetricsService metrics, TimeProvider time) =>
         {
             var h = HostId.TryParse(reference, out var id) ? await store.GetHostAsync(id, ctx.RequestAborted) : await store.FindHostAsync(reference, ctx.RequestAborted);

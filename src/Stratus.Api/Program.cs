@@ -25,7 +25,8 @@ return 0;
 
 namespace Stratus.Api
 {
-    /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR --metrics-interval SECONDS.</summary>
+    /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR --metrics-interval SECONDS
+    /// --consolidation [--consolidation-interval SECONDS --consolidation-policy NAME --standby-grace SECONDS --power-driver noop|simulated].</summary>
     public static class StratusdArgs
     {
         public static StratusdOptions Parse(string[] args, out List<string> errors)
@@ -52,6 +53,11 @@ namespace Stratus.Api
                         case "--no-agent-socket": o.AgentSocket = false; break;
                         case "--expect-hosts": o.ExpectRemoteHosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--shared-pool": o.SharedPool = Path.GetFullPath(Next()); break;
+                        case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
+                        case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
+                        case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
+                        case "--standby-grace": o.Consolidation = o.Consolidation with { StandbyGrace = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
+                        case "--power-driver": o.Consolidation = o.Consolidation with { PowerDriver = Next() }; break;
                         default: errors.Add($"unknown argument '{args[i]}'"); break;
                     }
                 }
@@ -147,6 +153,7 @@ namespace Stratus.Api
             // Agents stop after the reconciler (hosted services stop in reverse order).
             builder.Services.AddHostedService(sp => sp.GetRequiredService<EmbeddedAgents>());
             builder.Services.AddHostedService(sp => sp.GetRequiredService<Reconciler>());
+            AddConsolidation(builder.Services, options.Consolidation);
             configure(builder);
 
             var app = builder.Build();
@@ -180,6 +187,22 @@ namespace Stratus.Api
             app.MapGrpcService<AgentChannelService>();
             Endpoints.Map(app);
             return app;
+        }
+
+        /// <summary>Consolidation: power driver, standby and wake (always on, so standby hosts can be woken), executor, energy report and the loop (idle unless enabled).</summary>
+        private static void AddConsolidation(IServiceCollection services, Controller.Consolidation.ConsolidationOptions options)
+        {
+            services.AddSingleton(options);
+            services.AddSingleton<Controller.Consolidation.IPowerDriver>(sp => options.PowerDriver == "simulated"
+                ? new Controller.Consolidation.SimulatedPowerDriver(sp.GetRequiredService<TimeProvider>())
+                : new Controller.Consolidation.NoopPowerDriver());
+            services.AddSingleton<Controller.Consolidation.PowerManager>();
+            services.AddSingleton<Controller.Consolidation.ICapacityWaker>(sp => sp.GetRequiredService<Controller.Consolidation.PowerManager>());
+            services.AddSingleton<Controller.Consolidation.IMigrationStarter, Controller.Consolidation.MigratorStarter>();
+            services.AddSingleton<Controller.Consolidation.PlanExecutor>();
+            services.AddSingleton<Controller.Consolidation.EnergyReporter>();
+            services.AddSingleton<Controller.Consolidation.ConsolidationLoop>();
+            services.AddHostedService(sp => sp.GetRequiredService<Controller.Consolidation.ConsolidationLoop>());
         }
     }
 

@@ -47,6 +47,9 @@ public sealed class StratusdOptions
     /// <summary>Retention of the metric tiers and the compaction interval.</summary>
     public MetricsOptions Metrics { get; set; } = new();
 
+    /// <summary>The consolidation loop, standby, power driver and energy report (off unless --consolidation).</summary>
+    public Controller.Consolidation.ConsolidationOptions Consolidation { get; set; } = new();
+
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>();
@@ -86,6 +89,7 @@ public sealed class StratusdOptions
         {
             errors.Add($"metrics option {e.ParamName}: {e.Message.Split(" (Parameter", 2)[0]}");
         }
+        errors.AddRange(Consolidation.Validate());
         return errors;
     }
 }

@@ -30,6 +30,8 @@ public static class Commands
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
         root.Subcommands.Add(InventoryCommands.Aggregate(Api, OutputOption));
+        root.Subcommands.Add(EnergyCommands.Energy(Api, OutputOption));
+        root.Subcommands.Add(EnergyCommands.Consolidation(Api, OutputOption));
         foreach (var extra in Extensions.Commands())
         {
             root.Subcommands.Add(extra);

@@ -151,6 +151,13 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         SendAsync<AgentTokenDto>(HttpMethod.Post, "v1/hosts/tokens", new AgentTokenRequest(host), null, ct);
 
     /// <summary>A host's resource-use series (arguments as <see cref="ServerStatsAsync"/>).</summary>
+    // consolidation and energy
+    public Task<ConsolidationStatusDto> ConsolidationAsync(CancellationToken ct = default) => GetAsync<ConsolidationStatusDto>("v1/consolidation", ct);
+    public Task PauseConsolidationAsync(CancellationToken ct = default) => SendAsync<object>(HttpMethod.Post, "v1/consolidation/pause", null, null, ct);
+    public Task ResumeConsolidationAsync(CancellationToken ct = default) => SendAsync<object>(HttpMethod.Post, "v1/consolidation/resume", null, null, ct);
+    public Task<EnergyReportDto> EnergyReportAsync(string? day = null, CancellationToken ct = default) =>
+        GetAsync<EnergyReportDto>("v1/energy" + (day is null ? "" : $"?day={Esc(day)}"), ct);
+
     public Task<StatsDto> HostStatsAsync(string reference, string? since = null, string? until = null, string? resolution = null, CancellationToken ct = default) =>
         GetAsync<StatsDto>($"v1/hosts/{Esc(reference)}/stats" + StatsQuery(since, until, resolution), ct);
 

@@ -24,7 +24,8 @@ public sealed partial class Reconciler(
     ControllerOptions options,
     ReconcileSignal signal,
     TimeProvider time,
-    ILogger<Reconciler> log) : BackgroundService
+    ILogger<Reconciler> log,
+    Consolidation.ICapacityWaker? waker = null) : BackgroundService
 {
     private long _passes;
     private readonly Dictionary<string, IPlacementEngine> _engines = new(StringComparer.Ordinal);
@@ -141,6 +142,10 @@ public sealed partial class Reconciler(
                         continue;
                     }
                     break;
+                }
+                if (result is Unschedulable && waker is not null && await waker.WakeForAsync(inst, ct))
+                {
+                    break; // a standby host is being woken for it: it keeps waiting in `scheduling`
                 }
                 var reasons = result switch
                 {

@@ -33,6 +33,9 @@ public sealed class TestCloud : IAsyncLifetime
     /// <summary>How often the embedded agents report resource use (short, so stats tests see points quickly).</summary>
     public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>Adjusts the controller's options before it starts (consolidation, say).</summary>
+    public Action<StratusdOptions>? Configure { get; init; }
+
     public StratusClient Client { get; private set; } = null!;
 
     public HttpClient Http { get; private set; } = null!;
@@ -44,6 +47,7 @@ public sealed class TestCloud : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale, ExpectRemoteHosts = RemoteHosts, MetricsInterval = MetricsInterval };
+        Configure?.Invoke(options);
         _app = StratusApp.Build(options, b => { });
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<ListenEndpoints>().ApiUrl;
