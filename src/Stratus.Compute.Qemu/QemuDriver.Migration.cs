@@ -440,10 +440,10 @@ public sealed partial class QemuDriver
             }
 
             var p = ParseProgress(info) with { DiskTotalBytes = disk.Length, DiskTransferredBytes = disk.Offset };
-            if (p.Status == "completed" && p.TotalTimeMs is null or 0 && completedSeen++ < 50)
+            if (p.Status == "completed" && p.TotalTimeMs is null or 0 && completedSeen++ < 250)
             {
                 // QEMU sets "completed" a moment before it computes total-time and downtime: ask again for the figures.
-                await Task.Delay(10, cancellationToken);
+                await Task.Delay(2, cancellationToken);
                 continue;
             }
 
@@ -646,7 +646,7 @@ public sealed partial class QemuDriver
                         throw new ComputeException("invalid_state", $"the incoming migration of VM {id} has not completed (QEMU says {status.Status})");
                     }
 
-                    await Task.Delay(20, cancellationToken);
+                    await Task.Delay(2, cancellationToken);
                 }
 
                 if (vm.NbdServing)
