@@ -46,11 +46,16 @@ public sealed class ConsolidationTests : IAsyncLifetime
         public async Task<Outcome<Instance>> StartAsync(InstanceId server, HostId to, CancellationToken cancellationToken)
         {
             var inst = (await store.GetInstanceAsync(server, cancellationToken))!;
-            var dest = (await store.GetHostAsync(to, cancellationToken))!;
             var now = DateTimeOffset.UtcNow;
             var rec = new MigrationRecord(server, inst.HostId!.Value, to, "live", inst.Resources, now);
-            var o = await store.BeginMigrationAsync(inst with { Task = InstanceTask.Migrating }, rec, dest.Generation,
-                new InstanceAction(0, server, "live-migrate", "test", now, null, "pending", null), cancellationToken);
+            // As Migrator does: a claim that lost a race on the destination's generation re-reads it and retries.
+            var o = CasOutcome.Conflict;
+            for (var attempt = 0; attempt < 20 && o == CasOutcome.Conflict; attempt++)
+            {
+                var dest = (await store.GetHostAsync(to, cancellationToken))!;
+                o = await store.BeginMigrationAsync(inst with { Task = InstanceTask.Migrating }, rec, dest.Generation,
+                    new InstanceAction(0, server, "live-migrate", "test", now, null, "pending", null), cancellationToken);
+            }
             if (o != CasOutcome.Ok)
             {
                 return Problem.Conflict("conflict", o.ToString());
