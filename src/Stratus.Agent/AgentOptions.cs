@@ -24,6 +24,9 @@ public sealed class AgentOptions
     /// <summary>Storage pools this host reaches: always "local", plus "shared" when a shared pool is mounted.</summary>
     public IReadOnlyList<string> StoragePools { get; init; } = ["local"];
 
+    /// <summary>The shared storage pool's directory (for the HA storage heartbeat and fence records); null when none.</summary>
+    public string? SharedPoolDirectory { get; init; }
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(HostName))

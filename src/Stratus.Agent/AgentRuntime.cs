@@ -90,13 +90,22 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         foreach (var vm in desired.Vms)
         {
             ids.Add(vm.Id);
+            _release.TryRemove(vm.Id, out _);
             _desired[vm.Id] = vm;
             Kick(vm.Id);
         }
-        // A VM this host runs that the controller no longer lists is not ours any more.
+        // A VM this host runs that the controller no longer lists is not ours any more: a local one is
+        // destroyed; a shared-pool one moved or was recovered elsewhere, so only this host's copy goes.
         foreach (var id in _desired.Keys.Where(id => !ids.Contains(id)).ToList())
         {
-            _desired[id] = _desired[id] with { Power = DesiredPower.Absent };
+            if (_desired[id].StoragePool == StoragePools.Shared)
+            {
+                _release[id] = 0;
+            }
+            else
+            {
+                _desired[id] = _desired[id] with { Power = DesiredPower.Absent };
+            }
             Kick(id);
         }
         _firstDesiredSeen = true;
@@ -162,6 +171,15 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         if (!_desired.TryGetValue(id, out var d) || IsMigrating(id))
         {
             return;
+        }
+        if (_release.ContainsKey(id))
+        {
+            await ReleaseAsync(id, ct);
+            return;
+        }
+        if (_fenced && d.Ha)
+        {
+            return; // fenced: HA VMs stay off until the lease is renewed
         }
         try
         {
@@ -270,6 +288,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
             {
                 try
                 {
+                    await HaTickAsync(ct);
                     await ReportAsync(ct);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)

@@ -203,6 +203,9 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
             case ControllerMessage.BodyOneofCase.Desired:
                 _ = session.PushAsync(m.Desired.FromProto(), _stop.Token);
                 break;
+            case ControllerMessage.BodyOneofCase.Lease:
+                _ = session.RenewLeaseAsync(m.Lease.Epoch, TimeSpan.FromMilliseconds(m.Lease.ValidMs), _stop.Token);
+                break;
             case ControllerMessage.BodyOneofCase.Request:
                 if (m.Request.OpCase == Request.OpOneofCase.CancelMigration)
                 {
@@ -273,6 +276,9 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
                     break;
                 case Request.OpOneofCase.ImportStopped:
                     reply.Vm = (await session.ImportStoppedAsync(r.ImportStopped.Vm.FromProto(), r.ImportStopped.HasSourceDisk ? r.ImportStopped.SourceDisk : null, ct)).ToProto();
+                    break;
+                case Request.OpOneofCase.StartVm:
+                    reply.Vm = (await session.StartVmAsync(Id(r.StartVm.Id), ct)).ToProto();
                     break;
                 case Request.OpOneofCase.ShutdownVms:
                     await session.ShutdownVmsAsync(TimeSpan.FromMilliseconds(r.ShutdownVms.GracefulMs), ct);

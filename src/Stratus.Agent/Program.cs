@@ -63,6 +63,7 @@ try
             StateDirectory = dir,
             HeartbeatInterval = o.Heartbeat,
             StoragePools = o.SharedPool is null ? ["local"] : ["local", "shared"],
+            SharedPoolDirectory = o.SharedPool,
         }, driver, client, loggers.CreateLogger($"Stratus.Agent.{name}"));
         client.Bind(agent);
         hosts.Add((agent, client, driver));

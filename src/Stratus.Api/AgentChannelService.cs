@@ -65,6 +65,8 @@ public sealed partial class AgentChannelService(AgentHub hub, AgentTokens tokens
                 {
                     case AgentMessage.BodyOneofCase.Report:
                         await hub.ReportAsync(m.Report.FromProto(), ct);
+                        // Processed: the agent's lease is renewed (it fences itself when renewals stop).
+                        session.Send(new ControllerMessage { Lease = new Stratus.Protocol.V1.Lease { Epoch = epoch, ValidMs = (long)hub.LeasePeriod.TotalMilliseconds } });
                         break;
                     case AgentMessage.BodyOneofCase.Reply:
                         session.OnReply(m.Reply);
@@ -260,6 +262,9 @@ public sealed class RemoteAgentSession(HostId hostId) : IAgentSession
         }
         return (await CallAsync(new Request { ImportStopped = r }, cancellationToken)).Vm.FromProto();
     }
+
+    public async Task<ActualVm> StartVmAsync(InstanceId id, CancellationToken cancellationToken) =>
+        (await CallAsync(new Request { StartVm = new VmRequest { Id = id.ToString() } }, cancellationToken)).Vm.FromProto();
 
     public Task ShutdownVmsAsync(TimeSpan graceful, CancellationToken cancellationToken) =>
         CallAsync(new Request { ShutdownVms = new ShutdownRequest { GracefulMs = (long)graceful.TotalMilliseconds } }, cancellationToken);

@@ -169,6 +169,22 @@ public static class Endpoints
             var (req, err) = await Http.ReadAsync<MigrateRequest>(ctx);
             return err ?? Http.From(ctx, await migrator.StartAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202);
         });
+        v1.MapPut("/servers/{reference}/ha", async (HttpContext ctx, string reference, CloudService cloud) =>
+        {
+            var (req, err) = await Http.ReadAsync<HaRequest>(ctx);
+            return err ?? Http.From(ctx, await cloud.SetHaAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null));
+        });
+        v1.MapGet("/incidents", async (IStateStore store, CancellationToken ct) =>
+        {
+            var hosts = (await store.ListHostsAsync(ct)).ToDictionary(h => h.Id, h => h.Name);
+            return Http.Json(new ListDto<IncidentDto>([.. (await store.ListIncidentsAsync(ct)).Select(i => i.ToDto(hosts.GetValueOrDefault(i.HostId)))], null));
+        });
+        v1.MapGet("/incidents/{id}", async (HttpContext ctx, string id, IStateStore store) =>
+        {
+            var hosts = (await store.ListHostsAsync(ctx.RequestAborted)).ToDictionary(h => h.Id, h => h.Name);
+            var i = (await store.ListIncidentsAsync(ctx.RequestAborted)).FirstOrDefault(x => x.Id.ToString("D") == id || x.Id.ToString("N").StartsWith(id, StringComparison.Ordinal));
+            return i is null ? Http.Problem(ctx, Problem.NotFound("incident", id)) : Http.Json(i.ToDto(hosts.GetValueOrDefault(i.HostId)));
+        });
         v1.MapPost("/servers/{reference}/migrate/abort", async (HttpContext ctx, string reference, Migrator migrator) =>
             Http.From(ctx, await migrator.AbortAsync(reference, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202));
         v1.MapDelete("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>

@@ -53,6 +53,9 @@ namespace Stratus.Api
                         case "--no-agent-socket": o.AgentSocket = false; break;
                         case "--expect-hosts": o.ExpectRemoteHosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--shared-pool": o.SharedPool = Path.GetFullPath(Next()); break;
+                        case "--ha-suspect-after": o.HaSuspectAfter = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                        case "--ha-storage-timeout": o.HaStorageTimeout = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                        case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
                         case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
@@ -128,6 +131,15 @@ namespace Stratus.Api
             });
             builder.Services.AddSingleton<AgentTokens>();
             builder.Services.AddSingleton<Migrator>();
+            builder.Services.AddSingleton(new HaOptions
+            {
+                SharedPool = options.SharedPool,
+                SuspectAfter = options.HaSuspectAfter,
+                StorageTimeout = options.HaStorageTimeout,
+            });
+            builder.Services.AddSingleton<IDiskLockProbe, QemuImgLockProbe>();
+            builder.Services.AddSingleton<HaMonitor>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<HaMonitor>());
             builder.Services.AddSingleton<IStateStore>(_ =>
             {
                 var store = new SqliteStateStore(Path.Combine(options.DataDir, "stratus.db"));
@@ -143,7 +155,12 @@ namespace Stratus.Api
             builder.Services.AddSingleton(options.Metrics);
             builder.Services.AddSingleton<MetricsService>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<MetricsService>());
-            builder.Services.AddSingleton<AgentHub>();
+            builder.Services.AddSingleton(sp =>
+            {
+                var hub = ActivatorUtilities.CreateInstance<AgentHub>(sp);
+                hub.LeasePeriod = options.HaLease;
+                return hub;
+            });
             builder.Services.AddSingleton<IPlacementEngine, SpreadPlacementEngine>();
             builder.Services.AddSingleton<Reconciler>();
             builder.Services.AddHostedService<PidFile>();

@@ -26,6 +26,15 @@ public sealed class StratusdOptions
     /// <summary>The shared storage pool (a directory every host reaches); null when there is none.</summary>
     public string? SharedPool { get; set; }
 
+    /// <summary>HA: a host silent this long is suspected. Default 5 s.</summary>
+    public TimeSpan HaSuspectAfter { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>HA: the second witness — a storage heartbeat older than this. Default 8 s; must exceed the lease.</summary>
+    public TimeSpan HaStorageTimeout { get; set; } = TimeSpan.FromSeconds(8);
+
+    /// <summary>HA: a remote agent's lease; it fences its HA VMs when not renewed within it. Default 6 s.</summary>
+    public TimeSpan HaLease { get; set; } = TimeSpan.FromSeconds(6);
+
     /// <summary>Hypervisor driver of the embedded agents: simulated or qemu.</summary>
     public string Driver { get; set; } = "simulated";
 
@@ -64,6 +73,10 @@ public sealed class StratusdOptions
         if (Hosts is < 0 or > 1000)
         {
             errors.Add($"--hosts must be between 0 and 1000 (got {Hosts})");
+        }
+        if (HaLease < TimeSpan.FromSeconds(1) || HaStorageTimeout <= HaLease || HaSuspectAfter < TimeSpan.FromSeconds(1))
+        {
+            errors.Add("HA timings: --ha-lease ≥ 1 s, --ha-storage-timeout > --ha-lease (a cut-off agent must have fenced before its storage heartbeat counts as stopped), --ha-suspect-after ≥ 1 s");
         }
         if (AgentPort is < 0 or > 65535)
         {

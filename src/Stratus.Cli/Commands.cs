@@ -29,6 +29,7 @@ public static class Commands
         root.Subcommands.Add(HostCommand());
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
+        root.Subcommands.Add(HaCommands.Incident(Api, OutputOption));
         root.Subcommands.Add(InventoryCommands.Aggregate(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Energy(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Consolidation(Api, OutputOption));
@@ -183,9 +184,11 @@ public static class Commands
         var forward = new Option<string[]>("--forward") { Description = "HOSTPORT:GUESTPORT (host port 0 = choose), repeatable", AllowMultipleArgumentsPerToken = false };
         var idem = new Option<string?>("--idempotency-key") { Description = "Retry-safe key: a retry with the same key returns the same server" };
         var pool = new Option<string?>("--storage-pool") { Description = "local or shared (default: shared when the cloud has a shared pool)" };
+        var ha = new Option<bool>("--ha") { Description = "HA-protected: restarted on another host when its host fails (disk on the shared pool)" };
+        var haPriority = new Option<int?>("--ha-priority") { Description = "Recovery order among HA servers, higher first (0–1000)" };
         var wait = WaitOption();
         var o = OutputOption();
-        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, count, aon, forward, idem, pool, wait, o };
+        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, count, aon, forward, idem, pool, ha, haPriority, wait, o };
         create.SetAction((r, ct) => Api(r, async c =>
         {
             var forwards = new List<ForwardDto>();
@@ -212,6 +215,8 @@ public static class Commands
                 Count = r.GetValue(count),
                 AllOrNothing = r.GetValue(aon) ? true : null,
                 StoragePool = r.GetValue(pool),
+                Ha = r.GetValue(ha) ? true : null,
+                HaPriority = r.GetValue(haPriority),
             };
             if (req.Count is > 1)
             {
@@ -313,6 +318,7 @@ public static class Commands
         }
 
         cmd.Subcommands.Add(MigrationCommands.ServerMigrate(Api, OutputOption));
+        cmd.Subcommands.Add(HaCommands.ServerHa(Api, OutputOption));
 
         var cref = new Argument<string>("server") { Description = "Server name or id" };
         var cout = OutputOption();

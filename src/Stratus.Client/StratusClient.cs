@@ -143,6 +143,10 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate", r, null, ct);
     public Task<ServerDto> AbortMigrationAsync(string reference, CancellationToken ct = default) =>
         SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate/abort", null, null, ct);
+    public Task<ServerDto> SetHaAsync(string reference, HaRequest r, CancellationToken ct = default) =>
+        SendAsync<ServerDto>(HttpMethod.Put, $"v1/servers/{Esc(reference)}/ha", r, null, ct);
+    public async Task<IReadOnlyList<IncidentDto>> ListIncidentsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<IncidentDto>>("v1/incidents", ct)).Items;
+    public Task<IncidentDto> GetIncidentAsync(string id, CancellationToken ct = default) => GetAsync<IncidentDto>($"v1/incidents/{Esc(id)}", ct);
     public Task<HostDto> MaintenanceAsync(string host, CancellationToken ct = default) =>
         SendAsync<HostDto>(HttpMethod.Post, $"v1/hosts/{Esc(host)}/maintenance", null, null, ct);
     public Task<HostDto> EnableHostAsync(string host, CancellationToken ct = default) =>

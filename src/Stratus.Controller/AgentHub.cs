@@ -23,6 +23,9 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
     /// <summary>Default allocation ratios and reserved resources for newly registered hosts.</summary>
     public AllocationRatios DefaultRatios { get; init; } = AllocationRatios.Default;
 
+    /// <summary>How long a remote agent's lease lasts after each processed report; an agent that is not renewed within it fences its HA VMs. Default 6 s.</summary>
+    public TimeSpan LeasePeriod { get; set; } = TimeSpan.FromSeconds(6);
+
     /// <summary>Resources held back on every host for its own OS and the agent.</summary>
     public ResourceVector DefaultReserved { get; init; } = ResourceVector.Zero;
 
@@ -112,7 +115,7 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         string? result = null;
         string? message = null;
 
-        if (inst.Task == InstanceTask.Migrating)
+        if (inst.Task is InstanceTask.Migrating or InstanceTask.Recovering)
         {
             return; // the migration workflow owns the server until it moves or rolls back
         }

@@ -241,6 +241,14 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("storage_pool", "unavailable", "this cloud has no shared storage pool (stratusd --shared-pool)"));
         }
+        if (r.Ha == true && (!options.HasSharedPool || r.StoragePool == "local"))
+        {
+            errors.Add(new("ha", "needs_shared_pool", "HA servers keep their disk on the shared pool (this cloud has none, or storage_pool is local)"));
+        }
+        if (r.HaPriority is < 0 or > 1000)
+        {
+            errors.Add(new("ha_priority", "out_of_range", "must be between 0 and 1000"));
+        }
         if (r.KeyName is not null && NameRules.Check(r.KeyName) is { } keyProblem)
         {
             errors.Add(new("key_name", "invalid", keyProblem));
@@ -332,7 +340,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
             flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null,
-            StoragePool: r.StoragePool ?? options.DefaultStoragePool);
+            StoragePool: r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, Ha: r.Ha ?? false, HaPriority: r.HaPriority ?? 0);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
         var outcome = await store.CreateInstanceAsync(instance, action, ct);
         switch (outcome.Status)
@@ -356,7 +364,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             var inst = new Instance(InstanceId.New(), $"{r.Name}-{i}", flavor.Id, image.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
                 flavor.Resources, null, null, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id,
-                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.StoragePool ?? options.DefaultStoragePool);
+                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, r.Ha ?? false, r.HaPriority ?? 0);
             return (inst, new InstanceAction(0, inst.Id, "create", requestedBy, now, null, "pending", null));
         }).ToList();
         if (await store.CreateInstancesAsync(batch, ct) == CreateStatus.NameTaken)
@@ -497,5 +505,47 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new(field, "out_of_range", $"must be between {min} and {max} (got {value})"));
         }
+    }
+
+    /// <summary>Changes a server's HA policy (on, off, priority); an HA server must keep its disk on the shared pool.</summary>
+    public async Task<Outcome<Instance>> SetHaAsync(string reference, HaRequest r, string requestedBy, CancellationToken ct)
+    {
+        var errors = new List<FieldError>();
+        if (r.Ha is null && r.HaPriority is null)
+        {
+            errors.Add(new("ha", "required", "give ha, ha_priority or both"));
+        }
+        if (r.HaPriority is < 0 or > 1000)
+        {
+            errors.Add(new("ha_priority", "out_of_range", "must be between 0 and 1000"));
+        }
+        if (errors.Count > 0)
+        {
+            return Problem.Validation(errors);
+        }
+        for (var attempt = 0; attempt < 10; attempt++)
+        {
+            var inst = InstanceId.TryParse(reference, out var id) ? await store.GetInstanceAsync(id, ct) : await store.FindInstanceAsync(reference, ct);
+            if (inst is null || inst.VmState == VmState.Deleted)
+            {
+                return Problem.NotFound("server", reference);
+            }
+            if (r.Ha == true && inst.StoragePool != "shared")
+            {
+                return Problem.Conflict("needs_shared_pool", $"server '{inst.Name}' keeps its disk on the {inst.StoragePool} pool; HA needs the shared pool");
+            }
+            var now = time.GetUtcNow();
+            var updated = inst with { Ha = r.Ha ?? inst.Ha, HaPriority = r.HaPriority ?? inst.HaPriority, UpdatedAt = now };
+            var action = new InstanceAction(0, inst.Id, "set-ha", requestedBy, now, now, "success", $"ha={updated.Ha}, priority={updated.HaPriority}");
+            if (await store.UpdateInstanceAsync(updated, action, ct) == CasOutcome.Ok)
+            {
+                if (updated.HostId is { } h)
+                {
+                    signal.Signal(h);
+                }
+                return updated;
+            }
+        }
+        return Problem.Conflict("conflict", "the server kept changing; try again");
     }
 }

@@ -22,6 +22,8 @@ public static class Mapping
         i.CreatedAt, i.UpdatedAt, i.Version)
     {
         StoragePool = i.StoragePool,
+        Ha = i.Ha,
+        HaPriority = i.HaPriority,
     };
 
     public static ActionDto ToDto(this InstanceAction a) => new(a.Seq, a.Action, a.RequestedBy, a.StartedAt, a.FinishedAt, a.Result, a.Message);
@@ -55,4 +57,8 @@ public static class Mapping
     /// <summary>A host's availability zone: that of the aggregate it belongs to, else its own (default).</summary>
     public static string ZoneOf(Host h, IEnumerable<Aggregate> aggregates) =>
         aggregates.FirstOrDefault(a => a.Zone is not null && a.Hosts.Contains(h.Id))?.Zone ?? h.Zone;
+
+    public static IncidentDto ToDto(this Incident i, string? hostName) =>
+        new(i.Id.ToString("D"), i.HostId.ToString(), hostName, i.State, i.DetectedAt, i.ClosedAt,
+            [.. i.Timeline.Select(e => new IncidentEventDto(e.At, e.Kind, e.Message, e.ServerId))]);
 }

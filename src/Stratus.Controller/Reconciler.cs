@@ -313,7 +313,7 @@ public sealed partial class Reconciler(
         foreach (var inst in await store.ListInstancesWithTaskAsync(null, 1000, ct))
         {
             // Migrations keep their own phase timeouts and roll back instead of failing the server.
-            if (inst.Task is InstanceTask.Scheduling or InstanceTask.Deleting or InstanceTask.Migrating || inst.TaskRequestedAt is not { } at || now - at < options.TaskTimeout)
+            if (inst.Task is InstanceTask.Scheduling or InstanceTask.Deleting or InstanceTask.Migrating or InstanceTask.Recovering || inst.TaskRequestedAt is not { } at || now - at < options.TaskTimeout)
             {
                 continue;
             }
@@ -355,7 +355,7 @@ public sealed partial class Reconciler(
         var key = inst.KeyName is { } keyName ? (await store.FindKeypairAsync(keyName, ct))?.PublicKey : null;
         return new DesiredVm(inst.Id, inst.Name, (int)(inst.Resources.MilliVcpus / 1000), inst.Resources.MemoryMib, inst.Resources.DiskGib,
             image?.Path, image?.DiskFormat, inst.UserData, key is null ? [] : [key], (inst.Forwards ?? []).Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
-            power, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard, inst.StoragePool);
+            power, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard, inst.StoragePool, inst.Ha);
     }
 
     /// <summary>

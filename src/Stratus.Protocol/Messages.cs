@@ -32,7 +32,8 @@ public sealed record DesiredVm(
     DesiredPower Power,
     long RebootSeq,
     bool RebootHard,
-    string StoragePool = "local");
+    string StoragePool = "local",
+    bool Ha = false);
 
 /// <summary>The full desired state of one host: level-triggered, the agent converges to it.</summary>
 public sealed record DesiredHostState(HostId HostId, long Epoch, IReadOnlyList<DesiredVm> Vms);
@@ -150,6 +151,13 @@ public interface IAgentSession
     /// <summary>Cold migration, destination: define the stopped VM here, copying its disk unless shared.</summary>
     Task<ActualVm> ImportStoppedAsync(DesiredVm vm, string? sourceDisk, CancellationToken cancellationToken) =>
         throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
+    /// <summary>HA recovery: start a VM this host defined (with <see cref="ImportStoppedAsync"/>) right now, outside desired state.</summary>
+    Task<ActualVm> StartVmAsync(InstanceId id, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
+    /// <summary>The controller renewed this agent's lease (remote agents only; embedded agents have no lease).</summary>
+    Task RenewLeaseAsync(long epoch, TimeSpan valid, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>Stops every VM of the host (for `stratus down`), leaving desired state untouched.</summary>
     Task ShutdownVmsAsync(TimeSpan graceful, CancellationToken cancellationToken) =>

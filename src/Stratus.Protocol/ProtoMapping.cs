@@ -52,6 +52,7 @@ public static class ProtoMapping
             RebootSeq = d.RebootSeq,
             RebootHard = d.RebootHard,
             StoragePool = d.StoragePool,
+            Ha = d.Ha,
         };
         if (d.ImageRef is not null)
         {
@@ -74,7 +75,7 @@ public static class ProtoMapping
         new(new InstanceId(Guid.Parse(m.Id)), m.Name, m.Vcpus, m.MemoryMib, m.DiskGib,
             m.HasImageRef ? m.ImageRef : null, m.HasImageFormat ? m.ImageFormat : null, m.HasUserData ? m.UserData : null,
             [.. m.PublicKeys], [.. m.Forwards.Select(FromProto)], Enum.Parse<DesiredPower>(m.Power), m.RebootSeq, m.RebootHard,
-            string.IsNullOrEmpty(m.StoragePool) ? "local" : m.StoragePool);
+            string.IsNullOrEmpty(m.StoragePool) ? "local" : m.StoragePool, m.Ha);
 
     public static W.DesiredHost ToProto(this DesiredHostState s)
     {

@@ -54,6 +54,13 @@ public sealed record CreateInstanceOutcome(Instance Instance, CreateStatus Statu
 /// <param name="Kind">"live" or "cold".</param>
 public sealed record MigrationRecord(InstanceId InstanceId, HostId Source, HostId Destination, string Kind, ResourceVector Resources, DateTimeOffset StartedAt);
 
+/// <summary>One step of an incident's timeline.</summary>
+public sealed record IncidentEvent(DateTimeOffset At, string Kind, string Message, string? ServerId = null);
+
+/// <summary>A host failure and what was done about it (detected → fenced → each server restarted).</summary>
+/// <param name="State">"open" while servers remain to recover, "closed" when done or the host came back.</param>
+public sealed record Incident(Guid Id, HostId HostId, string State, DateTimeOffset DetectedAt, DateTimeOffset? ClosedAt, IReadOnlyList<IncidentEvent> Timeline);
+
 public sealed record ActionFinish(string Result, string? Message, DateTimeOffset At);
 
 /// <summary>Outcome of a delete that may be refused because something still uses the object.</summary>
@@ -185,6 +192,12 @@ public interface IStateStore : IAsyncDisposable
     /// <summary>Stores (replacing) the SHA-256 of a host's agent token.</summary>
     Task SetAgentTokenAsync(string hostName, string tokenSha256, DateTimeOffset now, CancellationToken cancellationToken);
     Task<string?> GetAgentTokenAsync(string hostName, CancellationToken cancellationToken);
+
+    // High availability
+    /// <summary>Declares a host failed: state 'failed' and its epoch (fencing token) bumped, compare-and-swap on the epoch read.</summary>
+    Task<CasOutcome> DeclareHostFailedAsync(HostId id, long expectedEpoch, CancellationToken cancellationToken);
+    Task SaveIncidentAsync(Incident incident, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Incident>> ListIncidentsAsync(CancellationToken cancellationToken);
 
     // Migrations
     /// <summary>

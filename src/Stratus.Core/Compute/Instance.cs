@@ -57,7 +57,9 @@ public sealed record Instance(
     IReadOnlyList<string>? Traits = null,
     Guid? BatchId = null,
     bool BatchAllOrNothing = false,
-    string StoragePool = "local")
+    string StoragePool = "local",
+    bool Ha = false,
+    int HaPriority = 0)
 {
     /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
     public bool IsLive => VmState != VmState.Deleted;

@@ -67,7 +67,21 @@ public sealed record ServerDto(
 
     /// <summary>The migration in progress, while <see cref="Task"/> is "migrating".</summary>
     public MigrationDto? Migration { get; init; }
+
+    /// <summary>HA-protected (restarted elsewhere when its host fails).</summary>
+    public bool Ha { get; init; }
+
+    public int HaPriority { get; init; }
 }
+
+/// <summary>PATCH /v1/servers/{id}/ha.</summary>
+public sealed record HaRequest(bool? Ha, int? HaPriority);
+
+/// <summary>An incident: a host failure and its recovery, as a timeline.</summary>
+public sealed record IncidentDto(string Id, string HostId, string? HostName, string State, DateTimeOffset DetectedAt, DateTimeOffset? ClosedAt,
+    IReadOnlyList<IncidentEventDto> Timeline);
+
+public sealed record IncidentEventDto(DateTimeOffset At, string Kind, string Message, string? ServerId);
 
 /// <summary>A migration in progress (or just finished): phase and QEMU's progress figures.</summary>
 public sealed record MigrationDto(
@@ -101,6 +115,12 @@ public sealed record CreateServerRequest(string? Name, string? Flavor, string? I
 
     /// <summary>Where the disk lives: "local" or "shared" (default: shared when the cloud has a shared pool).</summary>
     public string? StoragePool { get; init; }
+
+    /// <summary>HA-protected: restarted on another host when its host fails (needs the shared pool).</summary>
+    public bool? Ha { get; init; }
+
+    /// <summary>Recovery order among HA servers: higher first (0–1000, default 0).</summary>
+    public int? HaPriority { get; init; }
 
     /// <summary>Create this many servers (1–100) named NAME-1…NAME-N in one request; the answer is then a list.</summary>
     public int? Count { get; init; }

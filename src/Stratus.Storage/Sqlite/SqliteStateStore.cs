@@ -208,7 +208,7 @@ public sealed partial class SqliteStateStore : IStateStore
         await using (var up = Cmd(c, tx, """
             UPDATE hosts SET total_cpu_milli=$tc,total_mem_mib=$tm,total_disk_gib=$td,reserved_cpu_milli=$rc,reserved_mem_mib=$rm,reserved_disk_gib=$rd,
               accelerator=$acc,driver=$drv,agent_pid=$pid,last_heartbeat=$now,
-              state=CASE WHEN state='down' THEN 'up' ELSE state END, generation=generation+1
+              state=CASE WHEN state IN ('down','failed') THEN 'up' ELSE state END, generation=generation+1
             WHERE name=$n
             """))
         {
@@ -283,7 +283,7 @@ public sealed partial class SqliteStateStore : IStateStore
 
     // ---------- instances ----------
 
-    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool";
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority";
 
     private static Instance ReadInstance(SqliteDataReader r) => new(
         new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
@@ -305,7 +305,9 @@ public sealed partial class SqliteStateStore : IStateStore
         r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)),
         r.IsDBNull(24) ? null : Guid.Parse(r.GetString(24)),
         r.GetInt64(25) != 0,
-        r.GetString(26));
+        r.GetString(26),
+        r.GetInt64(27) != 0,
+        (int)r.GetInt64(28));
 
     private static void BindInstance(SqliteCommand cmd, Instance i)
     {
@@ -335,6 +337,8 @@ public sealed partial class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$batch", i.BatchId is { } b ? b.ToString("D") : DBNull.Value);
         cmd.Parameters.AddWithValue("$aon", i.BatchAllOrNothing ? 1 : 0);
         cmd.Parameters.AddWithValue("$pool", i.StoragePool);
+        cmd.Parameters.AddWithValue("$ha", i.Ha ? 1 : 0);
+        cmd.Parameters.AddWithValue("$hap", i.HaPriority);
     }
 
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
@@ -350,8 +354,8 @@ public sealed partial class SqliteStateStore : IStateStore
             }
         }
         await using (var ins = Cmd(c, tx, """
-            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool)
-            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool)
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap)
             """))
         {
             BindInstance(ins, instance);
@@ -373,8 +377,8 @@ public sealed partial class SqliteStateStore : IStateStore
         foreach (var (instance, action) in batch)
         {
             await using var ins = Cmd(c, tx, """
-                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool)
-                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool)
+                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority)
+                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap)
                 """);
             BindInstance(ins, instance);
             try
@@ -548,7 +552,7 @@ public sealed partial class SqliteStateStore : IStateStore
         await using var cmd = Cmd(c, tx, """
             UPDATE instances SET name=$name,flavor_id=$flavor,image_id=$image,host_id=$host,vm_state=$vm,task=$task,power_state=$power,
               cpu_milli=$cpu,mem_mib=$mem,disk_gib=$disk,fault=$fault,reboot_seq=$reboot,updated_at=$updated,task_requested_at=$taskat,
-              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,batch_id=$batch,batch_all_or_nothing=$aon,storage_pool=$pool,version=version+1
+              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,batch_id=$batch,batch_all_or_nothing=$aon,storage_pool=$pool,ha=$ha,ha_priority=$hap,version=version+1
             WHERE id=$id AND version=$version
             """);
         BindInstance(cmd, i);
@@ -851,6 +855,41 @@ public sealed partial class SqliteStateStore : IStateStore
 
     public Task<string?> GetAgentTokenAsync(string hostName, CancellationToken cancellationToken) =>
         QueryOneAsync("SELECT token_sha256 FROM agent_tokens WHERE host_name=$k", hostName, r => r.GetString(0), cancellationToken);
+
+    // ---------- high availability ----------
+
+    public Task<CasOutcome> DeclareHostFailedAsync(HostId id, long expectedEpoch, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, "UPDATE hosts SET state='failed', epoch=epoch+1, generation=generation+1 WHERE id=$id AND epoch=$e");
+        cmd.Parameters.AddWithValue("$id", id.ToString());
+        cmd.Parameters.AddWithValue("$e", expectedEpoch);
+        if (await cmd.ExecuteNonQueryAsync(cancellationToken) == 1)
+        {
+            return CasOutcome.Ok;
+        }
+        return await ExistsAsync(c, tx, "hosts", id.ToString(), cancellationToken) ? CasOutcome.Conflict : CasOutcome.NotFound;
+    }, cancellationToken);
+
+    public Task SaveIncidentAsync(Incident incident, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await using var cmd = Cmd(c, tx, """
+            INSERT INTO incidents(id,host_id,state,detected_at,closed_at,timeline) VALUES ($id,$h,$s,$d,$cl,$t)
+            ON CONFLICT(id) DO UPDATE SET state=$s, closed_at=$cl, timeline=$t
+            """);
+        cmd.Parameters.AddWithValue("$id", incident.Id.ToString("D"));
+        cmd.Parameters.AddWithValue("$h", incident.HostId.ToString());
+        cmd.Parameters.AddWithValue("$s", incident.State);
+        cmd.Parameters.AddWithValue("$d", incident.DetectedAt.ToString("O"));
+        cmd.Parameters.AddWithValue("$cl", incident.ClosedAt is { } cl ? cl.ToString("O") : DBNull.Value);
+        cmd.Parameters.AddWithValue("$t", JsonSerializer.Serialize(incident.Timeline));
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
+        return true;
+    }, cancellationToken);
+
+    public Task<IReadOnlyList<Incident>> ListIncidentsAsync(CancellationToken cancellationToken) =>
+        QueryAsync("SELECT id,host_id,state,detected_at,closed_at,timeline FROM incidents ORDER BY detected_at DESC", null, r => new Incident(
+            Guid.Parse(r.GetString(0)), new HostId(Guid.Parse(r.GetString(1))), r.GetString(2), Date(r.GetString(3)),
+            r.IsDBNull(4) ? null : Date(r.GetString(4)), JsonSerializer.Deserialize<List<IncidentEvent>>(r.GetString(5)) ?? []), cancellationToken);
 
     // ---------- migrations ----------
 

@@ -1,0 +1,155 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Stratus.Compute;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+using Stratus.Protocol;
+
+namespace Stratus.Agent;
+
+/// <summary>
+/// The agent's half of high availability. Three duties:
+/// <list type="bullet">
+/// <item>A storage heartbeat: <c>SHARED/.ha/HOST.hb</c> touched every second while the agent is not fenced
+/// (the controller's second witness).</item>
+/// <item>Self-fencing: a remote agent's lease is renewed after every report the controller processed;
+/// when no renewal came for the lease period, it kills its HA VMs, writes <c>SHARED/.ha/HOST.fenced</c>
+/// (with the epoch it knew) and stops the storage heartbeat — so by the time the controller sees either
+/// witness, no HA VM of this host runs. Non-HA VMs keep running through a cut.</item>
+/// <item>Release: a shared-pool VM that vanishes from this host's desired state was recovered (or moved)
+/// elsewhere: it is stopped and its local files removed, never its shared disk.</item>
+/// </list>
+/// </summary>
+public sealed partial class AgentRuntime
+{
+    private readonly ConcurrentDictionary<InstanceId, byte> _release = new();
+    private DateTimeOffset? _leaseUntil;
+    private volatile bool _fenced;
+    private DateTimeOffset _lastStorageBeat;
+
+    /// <summary>True while this agent has fenced itself (lease lapsed).</summary>
+    public bool Fenced => _fenced;
+
+    private string? HaDirectory => _options.SharedPoolDirectory is { } p ? Path.Combine(p, ".ha") : null;
+
+    public Task RenewLeaseAsync(long epoch, TimeSpan valid, CancellationToken cancellationToken)
+    {
+        _leaseUntil = _time.GetUtcNow() + valid;
+        if (_fenced)
+        {
+            _fenced = false;
+            if (HaDirectory is { } dir)
+            {
+                File.Delete(Path.Combine(dir, _options.HostName + ".fenced"));
+            }
+            LogUnfenced(_log, _options.HostName);
+            // HA VMs the controller still wants here start again; those recovered elsewhere are gone from desired state.
+            foreach (var (id, d) in _desired)
+            {
+                if (d.Ha)
+                {
+                    _lastActedOn.TryRemove(id, out _);
+                    Kick(id);
+                }
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Called every heartbeat tick: storage heartbeat and the lease check.</summary>
+    private async Task HaTickAsync(CancellationToken ct)
+    {
+        if (HaDirectory is not { } dir)
+        {
+            return;
+        }
+        var now = _time.GetUtcNow();
+        if (_leaseUntil is { } until && now > until && !_fenced)
+        {
+            await FenceAsync(dir, ct);
+        }
+        if (!_fenced && now - _lastStorageBeat >= TimeSpan.FromSeconds(1))
+        {
+            Directory.CreateDirectory(dir);
+            await File.WriteAllTextAsync(Path.Combine(dir, _options.HostName + ".hb"),
+                string.Create(CultureInfo.InvariantCulture, $"{_epoch} {now:O}\n"), ct);
+            _lastStorageBeat = now;
+        }
+    }
+
+    private async Task FenceAsync(string dir, CancellationToken ct)
+    {
+        _fenced = true;
+        var killed = 0;
+        foreach (var (id, d) in _desired)
+        {
+            if (!d.Ha)
+            {
+                continue;
+            }
+            try
+            {
+                if (await _driver.GetStatusAsync(id, ct) is { Power: PowerState.Running or PowerState.Paused })
+                {
+                    await _driver.StopAsync(id, TimeSpan.Zero, ct);
+                    killed++;
+                }
+            }
+            catch (ComputeException e)
+            {
+                LogVmFailed(_log, id, e.Code, e.Message);
+            }
+        }
+        Directory.CreateDirectory(dir);
+        await File.WriteAllTextAsync(Path.Combine(dir, _options.HostName + ".fenced"),
+            string.Create(CultureInfo.InvariantCulture, $"{_epoch} {_time.GetUtcNow():O} {killed}\n"), ct);
+        LogFenced(_log, _options.HostName, killed, _epoch);
+    }
+
+    /// <summary>HA recovery on this host: start a VM defined by <see cref="ImportStoppedAsync"/> now.</summary>
+    public async Task<ActualVm> StartVmAsync(InstanceId id, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var s = await _driver.StartAsync(id, cancellationToken);
+            _lastActedOn[id] = DesiredPower.Running;
+            return new ActualVm(id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(id), null, true);
+        }
+        catch (ComputeException e)
+        {
+            throw new AgentRequestException(e.Code, e.Message);
+        }
+    }
+
+    /// <summary>A shared-pool VM this host no longer owns: stop it and drop its local files, keep the shared disk.</summary>
+    private async Task ReleaseAsync(InstanceId id, CancellationToken ct)
+    {
+        if (await _driver.GetStatusAsync(id, ct) is { } actual)
+        {
+            if (actual.Power is PowerState.Running or PowerState.Paused)
+            {
+                await _driver.StopAsync(id, TimeSpan.Zero, ct);
+            }
+            if (_driver is ILiveMigrationDriver m)
+            {
+                await m.CompleteOutgoingAsync(id, ct);
+            }
+            LogReleased(_log, id);
+        }
+        _desired.TryRemove(id, out _);
+        _lastActedOn.TryRemove(id, out _);
+        _errors.TryRemove(id, out _);
+        _release.TryRemove(id, out _);
+        ForgetReboot(id);
+    }
+
+    [LoggerMessage(20, LogLevel.Warning, "Host {HostName}: lease lapsed; fenced itself ({Killed} HA VM(s) stopped, epoch {Epoch})")]
+    private static partial void LogFenced(ILogger log, string hostName, int killed, long epoch);
+
+    [LoggerMessage(21, LogLevel.Information, "Host {HostName}: lease renewed; no longer fenced")]
+    private static partial void LogUnfenced(ILogger log, string hostName);
+
+    [LoggerMessage(22, LogLevel.Information, "VM {InstanceId}: no longer this host's (recovered or moved elsewhere); stopped, shared disk kept")]
+    private static partial void LogReleased(ILogger log, InstanceId instanceId);
+}
