@@ -26,6 +26,7 @@ public sealed partial class AgentRuntime
     private readonly ConcurrentDictionary<InstanceId, byte> _release = new();
     private DateTimeOffset? _leaseUntil;
     private volatile bool _fenced;
+    private int _restartHaOnNextPush;
     private DateTimeOffset _lastStorageBeat;
 
     /// <summary>True while this agent has fenced itself (lease lapsed).</summary>
@@ -44,15 +45,9 @@ public sealed partial class AgentRuntime
                 File.Delete(Path.Combine(dir, _options.HostName + ".fenced"));
             }
             LogUnfenced(_log, _options.HostName);
-            // HA VMs the controller still wants here start again; those recovered elsewhere are gone from desired state.
-            foreach (var (id, d) in _desired)
-            {
-                if (d.Ha)
-                {
-                    _lastActedOn.TryRemove(id, out _);
-                    Kick(id);
-                }
-            }
+            // HA VMs restart only on the controller's next desired state, which is authoritative: one it
+            // recovered elsewhere meanwhile is no longer listed (and is released, never started here).
+            Volatile.Write(ref _restartHaOnNextPush, 1);
         }
         return Task.CompletedTask;
     }

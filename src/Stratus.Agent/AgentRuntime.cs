@@ -86,11 +86,16 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
     public Task PushAsync(DesiredHostState desired, CancellationToken cancellationToken)
     {
         _epoch = desired.Epoch;
+        var restartHa = !_fenced && Interlocked.Exchange(ref _restartHaOnNextPush, 0) == 1;
         var ids = new HashSet<InstanceId>();
         foreach (var vm in desired.Vms)
         {
             ids.Add(vm.Id);
             _release.TryRemove(vm.Id, out _);
+            if (restartHa && vm.Ha)
+            {
+                _lastActedOn.TryRemove(vm.Id, out _); // fenced before: act on it again
+            }
             _desired[vm.Id] = vm;
             Kick(vm.Id);
         }
