@@ -92,6 +92,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
     public async Task HostFailure_AgentCrash_CutOff_NeverTwice()
     {
         var report = new List<string>();
+        var figures = new Dictionary<string, object>();
         (await S("up", "--detach", "--driver", "qemu", "--hosts", "3", "--data-dir", _data, "--port", _port.ToString(CultureInfo.InvariantCulture))).Ok();
         (await S("host", "maintenance", "host-2")).Ok();
         (await S("host", "maintenance", "host-3")).Ok();
@@ -151,6 +152,11 @@ public sealed class HaScenarioTests : IAsyncLifetime
         var fenced = timeline.First(e => e.GetProperty("kind").GetString() == "fenced");
         Assert.Equal(3, timeline.Count(e => e.GetProperty("kind").GetString() == "restarted"));
         var detectedAt = timeline[0].GetProperty("at").GetDateTimeOffset();
+        figures["host_failure_declared_after_suspicion_s"] = Math.Round((fenced.GetProperty("at").GetDateTimeOffset() - detectedAt).TotalSeconds, 1);
+        figures["host_failure_all_active_s"] = Math.Round(recovered.TotalSeconds, 1);
+        figures["host_failure_all_answering_s"] = Math.Round(answering.TotalSeconds, 1);
+        figures["recovered_vm_after_suspicion_s"] = timeline.Where(e => e.GetProperty("kind").GetString() == "restarted")
+            .Select(e => Math.Round((e.GetProperty("at").GetDateTimeOffset() - detectedAt).TotalSeconds, 1)).ToList();
         report.Add($"host failure, 3 HA VMs: all active elsewhere {recovered.TotalSeconds:0.0} s after the SIGKILL, all answering HTTP after {answering.TotalSeconds:0.0} s; " +
             $"declared failed {(fenced.GetProperty("at").GetDateTimeOffset() - detectedAt).TotalSeconds:0.0} s after suspicion ({fenced.GetProperty("message").GetString()})");
 
@@ -187,6 +193,8 @@ public sealed class HaScenarioTests : IAsyncLifetime
             s.GetProperty("host_name").GetString() == other && s.GetProperty("task").ValueKind == JsonValueKind.Null && s.GetProperty("vm_state").GetString() == "active"),
             TimeSpan.FromSeconds(90), "recovery of the cut-off host's HA servers");
         var cutRecovered = clock.Elapsed;
+        figures["cut_off_recovered_s"] = Math.Round(cutRecovered.TotalSeconds, 1);
+        figures["agent_crash_vms_kept"] = onCrashHost.Count;
         Assert.True(File.Exists(Path.Combine(_data, "shared", ".ha", crashHost + ".fenced")), "the cut-off agent wrote no fence record");
         foreach (var n in onCrashHost)
         {
@@ -197,7 +205,14 @@ public sealed class HaScenarioTests : IAsyncLifetime
         await Task.Delay(TimeSpan.FromSeconds(8)); // the agent reconnects with a stale epoch and releases what it no longer owns
         await stopWatch.CancelAsync();
         await watcher;
-        Assert.All(QemuByVm(ids.Values), kv => Assert.Single(kv.Value));
+        var final = QemuByVm(ids.Values);
+        figures["vms_lost"] = final.Count(kv => kv.Value.Count == 0);
+        figures["vms_run_twice"] = worst.Count(kv => kv.Value > 1);
+        if (Environment.GetEnvironmentVariable("STRATUS_HA_FIGURES") is { Length: > 0 } figuresFile)
+        {
+            await File.AppendAllTextAsync(figuresFile, JsonSerializer.Serialize(figures) + "\n");
+        }
+        Assert.All(final, kv => Assert.Single(kv.Value));
         Assert.All(worst, kv => Assert.True(kv.Value <= 1, $"VM {kv.Key} had {kv.Value} QEMU processes at one instant"));
         report.Add($"agent cut off on {crashHost}: fenced, its HA VMs active on {other} {cutRecovered.TotalSeconds:0.0} s after the cut; never two QEMUs for one VM (watcher, 50 ms)");
 
