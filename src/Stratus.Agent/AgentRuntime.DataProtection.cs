@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Stratus.Compute;
+using Stratus.Core.Backups;
 using Stratus.Core.Ids;
 using Stratus.Protocol;
 

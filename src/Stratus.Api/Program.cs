@@ -53,6 +53,8 @@ namespace Stratus.Api
                         case "--no-agent-socket": o.AgentSocket = false; break;
                         case "--expect-hosts": o.ExpectRemoteHosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--shared-pool": o.SharedPool = Path.GetFullPath(Next()); break;
+                        case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
+                        case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
                         case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
@@ -128,6 +130,13 @@ namespace Stratus.Api
             });
             builder.Services.AddSingleton<AgentTokens>();
             builder.Services.AddSingleton<Migrator>();
+            builder.Services.AddSingleton(new DataProtectionOptions
+            {
+                BackupDirectory = options.BackupDir ?? Path.Combine(options.DataDir, "backups"),
+                ImageDirectory = Path.Combine(options.DataDir, "images"),
+                DefaultKeep = options.BackupKeep,
+            });
+            builder.Services.AddSingleton<DataProtection>();
             builder.Services.AddSingleton<IStateStore>(_ =>
             {
                 var store = new SqliteStateStore(Path.Combine(options.DataDir, "stratus.db"));

@@ -26,6 +26,12 @@ public sealed class StratusdOptions
     /// <summary>The shared storage pool (a directory every host reaches); null when there is none.</summary>
     public string? SharedPool { get; set; }
 
+    /// <summary>The backup store (a directory every agent reaches; default DATA/backups).</summary>
+    public string? BackupDir { get; set; }
+
+    /// <summary>Backups kept per server unless the server has its own policy (1–1000; default 7).</summary>
+    public int BackupKeep { get; set; } = 7;
+
     /// <summary>Hypervisor driver of the embedded agents: simulated or qemu.</summary>
     public string Driver { get; set; } = "simulated";
 
@@ -64,6 +70,10 @@ public sealed class StratusdOptions
         if (Hosts is < 0 or > 1000)
         {
             errors.Add($"--hosts must be between 0 and 1000 (got {Hosts})");
+        }
+        if (BackupKeep is < 1 or > 1000)
+        {
+            errors.Add($"--backup-keep must be between 1 and 1000 (got {BackupKeep})");
         }
         if (AgentPort is < 0 or > 65535)
         {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Stratus.Compute.Qemu.Qmp;
+using Stratus.Core.Backups;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
 

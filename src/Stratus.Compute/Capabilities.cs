@@ -1,3 +1,4 @@
+using Stratus.Core.Backups;
 using Stratus.Core.Ids;
 
 namespace Stratus.Compute;
@@ -148,23 +149,3 @@ public interface IBackupDriver
     /// </summary>
     Task<BackupManifest> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken);
 }
-
-/// <summary>One file of a backup.</summary>
-/// <param name="Role">"disk" (qcow2, flattened, or for an incremental a qcow2 whose backing is the parent's disk),
-/// "kernel", "initrd", "cmdline", or "sim" (the simulated driver's stand-in disk).</param>
-public sealed record BackupFileEntry(string Name, string Role, long SizeBytes, string Sha256);
-
-/// <summary>The manifest of one backup (<c>manifest.json</c> in its directory).</summary>
-/// <param name="Version">Manifest format version (1).</param>
-/// <param name="Kind">"full" or "incremental".</param>
-/// <param name="Parent">For an incremental: the directory name of the backup it builds on.</param>
-/// <param name="VirtualSizeBytes">The disk's size as the guest sees it.</param>
-public sealed record BackupManifest(
-    int Version,
-    InstanceId InstanceId,
-    string Driver,
-    string Kind,
-    string? Parent,
-    DateTimeOffset CreatedAt,
-    long VirtualSizeBytes,
-    IReadOnlyList<BackupFileEntry> Files);

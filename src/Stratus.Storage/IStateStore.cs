@@ -233,6 +233,8 @@ public interface IStateStore : IAsyncDisposable
 
 
     // Snapshots and backups
+    /// <summary>Appends an entry to a server's action log as given (already finished, or open).</summary>
+    Task RecordActionAsync(InstanceAction action, CancellationToken cancellationToken);
     /// <summary>Inserts or replaces a snapshot row (key: server and name).</summary>
     Task UpsertSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken);
     Task<IReadOnlyList<SnapshotRecord>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken);

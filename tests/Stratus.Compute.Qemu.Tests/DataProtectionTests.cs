@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Stratus.Compute;
+using Stratus.Core.Backups;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
 

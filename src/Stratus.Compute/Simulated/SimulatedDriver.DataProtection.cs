@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using Stratus.Core.Backups;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
 

@@ -6,6 +6,12 @@ namespace Stratus.Storage.Sqlite;
 /// <summary>Snapshot, backup and retention rows.</summary>
 public sealed partial class SqliteStateStore
 {
+    public Task RecordActionAsync(Stratus.Core.Compute.InstanceAction action, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    {
+        await InsertActionAsync(c, tx, action, cancellationToken);
+        return 0;
+    }, cancellationToken);
+
     public Task UpsertSnapshotAsync(SnapshotRecord s, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
         await using var cmd = Cmd(c, tx, "INSERT OR REPLACE INTO snapshots(instance_id,name,with_memory,status,vm_state_bytes,created_at) VALUES ($i,$n,$m,$s,$b,$at)");
