@@ -20,9 +20,9 @@ namespace Stratus.Compute.Qemu;
 /// (crash-consistent) without pausing the guest. A stopped VM's overlay chain is flattened directly. Chosen over
 /// <c>blockdev-backup sync=full</c> because it needs no target block node, no job supervision, and works the same
 /// for stopped VMs.</para>
-/// <para>Incremental backups are not implemented: QEMU 7.2's dirty bitmaps cannot coexist with internal snapshots in a
-/// qcow2 (persistent bitmaps block snapshot loads), and <c>qemu-img convert -B</c> copies the top layer, not the
-/// difference to an earlier backup. <see cref="BackupAsync"/> writes a full backup when asked for an incremental and
+/// <para>Incremental backups are not implemented (time): <c>qemu-img convert -B</c> copies the top layer, not the
+/// difference to an earlier backup, and a dirty bitmap (<c>blockdev-backup sync=incremental</c>) needs bitmap lifecycle
+/// across stop/start and its interplay with internal snapshots worked out and tested; not done. <see cref="BackupAsync"/> writes a full backup when asked for an incremental and
 /// says so in the manifest's kind.</para>
 /// </summary>
 public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
