@@ -173,7 +173,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
 
     private async Task ReconcileAsync(InstanceId id, CancellationToken ct)
     {
-        if (!_desired.TryGetValue(id, out var d) || IsMigrating(id))
+        if (!_desired.TryGetValue(id, out var d) || IsMigrating(id) || _reverting.ContainsKey(id))
         {
             return;
         }

@@ -280,6 +280,26 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
                 case Request.OpOneofCase.StartVm:
                     reply.Vm = (await session.StartVmAsync(Id(r.StartVm.Id), ct)).ToProto();
                     break;
+                case Request.OpOneofCase.CreateSnapshot:
+                    reply.Snapshot = (await session.CreateSnapshotAsync(Id(r.CreateSnapshot.Id), r.CreateSnapshot.Name, r.CreateSnapshot.WithMemory, ct)).ToProto();
+                    break;
+                case Request.OpOneofCase.ListSnapshots:
+                    {
+                        var list = new Stratus.Protocol.V1.SnapshotList();
+                        list.Snapshots.AddRange((await session.ListSnapshotsAsync(Id(r.ListSnapshots.Id), ct)).Select(s => s.ToProto()));
+                        reply.Snapshots = list;
+                        break;
+                    }
+                case Request.OpOneofCase.RevertSnapshot:
+                    reply.Vm = (await session.RevertSnapshotAsync(Id(r.RevertSnapshot.Id), r.RevertSnapshot.Name, ct)).ToProto();
+                    break;
+                case Request.OpOneofCase.DeleteSnapshot:
+                    await session.DeleteSnapshotAsync(Id(r.DeleteSnapshot.Id), r.DeleteSnapshot.Name, ct);
+                    reply.Done = true;
+                    break;
+                case Request.OpOneofCase.Backup:
+                    reply.Backup = (await session.BackupAsync(Id(r.Backup.Id), r.Backup.TargetDirectory, r.Backup.HasIncrementalFrom ? r.Backup.IncrementalFrom : null, ct)).ToProto();
+                    break;
                 case Request.OpOneofCase.ShutdownVms:
                     await session.ShutdownVmsAsync(TimeSpan.FromMilliseconds(r.ShutdownVms.GracefulMs), ct);
                     reply.Done = true;

@@ -16,6 +16,8 @@ using MigrateOutRequest = Stratus.Protocol.V1.MigrateOutRequest;
 using VmRequest = Stratus.Protocol.V1.VmRequest;
 using ImportStoppedRequest = Stratus.Protocol.V1.ImportStoppedRequest;
 using ShutdownRequest = Stratus.Protocol.V1.ShutdownRequest;
+using SnapshotRequest = Stratus.Protocol.V1.SnapshotRequest;
+using BackupRequest = Stratus.Protocol.V1.BackupRequest;
 using AgentChannel = Stratus.Protocol.V1.AgentChannel;
 
 namespace Stratus.Api;
@@ -246,6 +248,28 @@ public sealed class RemoteAgentSession(HostId hostId) : IAgentSession
 
     public Task AbortIncomingAsync(InstanceId id, CancellationToken cancellationToken) =>
         CallAsync(new Request { AbortIncoming = new VmRequest { Id = id.ToString() } }, cancellationToken);
+
+    public async Task<VmSnapshot> CreateSnapshotAsync(InstanceId id, string name, bool withMemory, CancellationToken cancellationToken) =>
+        (await CallAsync(new Request { CreateSnapshot = new SnapshotRequest { Id = id.ToString(), Name = name, WithMemory = withMemory } }, cancellationToken)).Snapshot.FromProto();
+
+    public async Task<IReadOnlyList<VmSnapshot>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken) =>
+        [.. (await CallAsync(new Request { ListSnapshots = new VmRequest { Id = id.ToString() } }, cancellationToken)).Snapshots.Snapshots.Select(s => s.FromProto())];
+
+    public async Task<ActualVm> RevertSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken) =>
+        (await CallAsync(new Request { RevertSnapshot = new SnapshotRequest { Id = id.ToString(), Name = name } }, cancellationToken)).Vm.FromProto();
+
+    public async Task DeleteSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken) =>
+        await CallAsync(new Request { DeleteSnapshot = new SnapshotRequest { Id = id.ToString(), Name = name } }, cancellationToken);
+
+    public async Task<BackupResult> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken)
+    {
+        var request = new BackupRequest { Id = id.ToString(), TargetDirectory = targetDirectory };
+        if (incrementalFrom is not null)
+        {
+            request.IncrementalFrom = incrementalFrom;
+        }
+        return (await CallAsync(new Request { Backup = request }, cancellationToken)).Backup.FromProto();
+    }
 
     public async Task<string?> ExportDiskAsync(InstanceId id, CancellationToken cancellationToken)
     {

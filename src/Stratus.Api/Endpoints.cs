@@ -189,6 +189,40 @@ public static class Endpoints
             Http.From(ctx, await migrator.AbortAsync(reference, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202));
         v1.MapDelete("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.DeleteServerAsync(reference, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202));
+        v1.MapPost("/servers/{reference}/snapshots", async (HttpContext ctx, string reference, DataProtection dp) =>
+        {
+            var (req, err) = await Http.ReadAsync<CreateSnapshotRequest>(ctx);
+            return err ?? Http.From(ctx, await dp.CreateSnapshotAsync(reference, req!, RequestedBy, ctx.RequestAborted), s => s, 201);
+        });
+        v1.MapGet("/servers/{reference}/snapshots", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await dp.ListSnapshotsAsync(reference, ctx.RequestAborted), s => s));
+        v1.MapPost("/servers/{reference}/snapshots/{name}/revert", async (HttpContext ctx, string reference, string name, DataProtection dp) =>
+            Http.From(ctx, await dp.RevertSnapshotAsync(reference, name, RequestedBy, ctx.RequestAborted), s => s));
+        v1.MapDelete("/servers/{reference}/snapshots/{name}", async (HttpContext ctx, string reference, string name, DataProtection dp) =>
+        {
+            var o = await dp.DeleteSnapshotAsync(reference, name, RequestedBy, ctx.RequestAborted);
+            return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
+        });
+        v1.MapPost("/servers/{reference}/backups", async (HttpContext ctx, string reference, DataProtection dp) =>
+        {
+            var req = new CreateBackupRequest(null);
+            if (ctx.Request.ContentLength is > 0 || ctx.Request.ContentType is not null)
+            {
+                var (body, err) = await Http.ReadAsync<CreateBackupRequest>(ctx);
+                if (err is not null)
+                {
+                    return err;
+                }
+                req = body!;
+            }
+            return Http.From(ctx, await dp.BackupAsync(reference, req, RequestedBy, ctx.RequestAborted), b => b, 201);
+        });
+        v1.MapGet("/backups", async (HttpContext ctx, DataProtection dp) => Http.Json(await dp.ListBackupsAsync(ctx.RequestAborted)));
+        v1.MapPost("/backups/{reference}/restore", async (HttpContext ctx, string reference, DataProtection dp, IStateStore store) =>
+        {
+            var (req, err) = await Http.ReadAsync<RestoreBackupRequest>(ctx);
+            return err ?? Http.From(ctx, await dp.RestoreAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202);
+        });
         v1.MapPost("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<ServerActionRequest>(ctx);

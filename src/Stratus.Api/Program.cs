@@ -56,6 +56,8 @@ namespace Stratus.Api
                         case "--ha-suspect-after": o.HaSuspectAfter = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-storage-timeout": o.HaStorageTimeout = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                        case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
+                        case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
                         case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
@@ -140,6 +142,13 @@ namespace Stratus.Api
             builder.Services.AddSingleton<IDiskLockProbe, QemuImgLockProbe>();
             builder.Services.AddSingleton<HaMonitor>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<HaMonitor>());
+            builder.Services.AddSingleton(new DataProtectionOptions
+            {
+                BackupDirectory = options.BackupDir ?? Path.Combine(options.DataDir, "backups"),
+                ImageDirectory = Path.Combine(options.DataDir, "images"),
+                DefaultKeep = options.BackupKeep,
+            });
+            builder.Services.AddSingleton<DataProtection>();
             builder.Services.AddSingleton<IStateStore>(_ =>
             {
                 var store = new SqliteStateStore(Path.Combine(options.DataDir, "stratus.db"));

@@ -35,6 +35,12 @@ public sealed class StratusdOptions
     /// <summary>HA: a remote agent's lease; it fences its HA VMs when not renewed within it. Default 6 s.</summary>
     public TimeSpan HaLease { get; set; } = TimeSpan.FromSeconds(6);
 
+    /// <summary>The backup store (a directory every agent reaches; default DATA/backups).</summary>
+    public string? BackupDir { get; set; }
+
+    /// <summary>Backups kept per server unless the server has its own policy (1–1000; default 7).</summary>
+    public int BackupKeep { get; set; } = 7;
+
     /// <summary>Hypervisor driver of the embedded agents: simulated or qemu.</summary>
     public string Driver { get; set; } = "simulated";
 
@@ -77,6 +83,10 @@ public sealed class StratusdOptions
         if (HaLease < TimeSpan.FromSeconds(1) || HaStorageTimeout <= HaLease || HaSuspectAfter < TimeSpan.FromSeconds(1))
         {
             errors.Add("HA timings: --ha-lease ≥ 1 s, --ha-storage-timeout > --ha-lease (a cut-off agent must have fenced before its storage heartbeat counts as stopped), --ha-suspect-after ≥ 1 s");
+        }
+        if (BackupKeep is < 1 or > 1000)
+        {
+            errors.Add($"--backup-keep must be between 1 and 1000 (got {BackupKeep})");
         }
         if (AgentPort is < 0 or > 65535)
         {

@@ -30,6 +30,7 @@ public static class Commands
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
         root.Subcommands.Add(HaCommands.Incident(Api, OutputOption));
+        root.Subcommands.Add(DataProtectionCommands.BackupGroup(Api, OutputOption));
         root.Subcommands.Add(InventoryCommands.Aggregate(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Energy(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Consolidation(Api, OutputOption));
@@ -319,6 +320,9 @@ public static class Commands
 
         cmd.Subcommands.Add(MigrationCommands.ServerMigrate(Api, OutputOption));
         cmd.Subcommands.Add(HaCommands.ServerHa(Api, OutputOption));
+        cmd.Subcommands.Add(DataProtectionCommands.Snapshot(Api, OutputOption));
+        cmd.Subcommands.Add(DataProtectionCommands.Backup(Api, OutputOption));
+        cmd.Subcommands.Add(DataProtectionCommands.Restore(Api, OutputOption));
 
         var cref = new Argument<string>("server") { Description = "Server name or id" };
         var cout = OutputOption();

@@ -141,6 +141,20 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public Task<HostDto> GetHostAsync(string reference, CancellationToken ct = default) => GetAsync<HostDto>($"v1/hosts/{Esc(reference)}", ct);
     public Task<ServerDto> MigrateServerAsync(string reference, MigrateRequest r, CancellationToken ct = default) =>
         SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate", r, null, ct);
+    public Task<SnapshotDto> CreateSnapshotAsync(string reference, CreateSnapshotRequest r, CancellationToken ct = default) =>
+        SendAsync<SnapshotDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/snapshots", r, null, ct);
+    public Task<List<SnapshotDto>> ListSnapshotsAsync(string reference, CancellationToken ct = default) =>
+        SendAsync<List<SnapshotDto>>(HttpMethod.Get, $"v1/servers/{Esc(reference)}/snapshots", null, null, ct);
+    public Task<SnapshotDto> RevertSnapshotAsync(string reference, string name, CancellationToken ct = default) =>
+        SendAsync<SnapshotDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/snapshots/{Esc(name)}/revert", null, null, ct);
+    public Task DeleteSnapshotAsync(string reference, string name, CancellationToken ct = default) =>
+        SendAsync<object>(HttpMethod.Delete, $"v1/servers/{Esc(reference)}/snapshots/{Esc(name)}", null, null, ct);
+    public Task<BackupDto> BackupServerAsync(string reference, CreateBackupRequest r, CancellationToken ct = default) =>
+        SendAsync<BackupDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/backups", r, null, ct);
+    public Task<List<BackupDto>> ListBackupsAsync(CancellationToken ct = default) =>
+        SendAsync<List<BackupDto>>(HttpMethod.Get, "v1/backups", null, null, ct);
+    public Task<ServerDto> RestoreBackupAsync(string backup, RestoreBackupRequest r, CancellationToken ct = default) =>
+        SendAsync<ServerDto>(HttpMethod.Post, $"v1/backups/{Esc(backup)}/restore", r, null, ct);
     public Task<ServerDto> AbortMigrationAsync(string reference, CancellationToken ct = default) =>
         SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate/abort", null, null, ct);
     public Task<ServerDto> SetHaAsync(string reference, HaRequest r, CancellationToken ct = default) =>

@@ -132,6 +132,68 @@ public sealed class QemuImg(string binary = "qemu-img")
         }
     }
 
+    /// <summary>The internal snapshots of a qcow2 image (<c>qemu-img info -U</c>: safe while QEMU runs it).</summary>
+    public async Task<IReadOnlyList<VmSnapshotInfo>> ListSnapshotsAsync(string path, CancellationToken cancellationToken)
+    {
+        var (code, stdout, stderr) = await RunAsync(["info", "--output=json", "-U", path], cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("hypervisor_error", $"qemu-img info failed for {Path.GetFileName(path)}: {stderr.Trim()}");
+        }
+
+        return ParseSnapshots(stdout);
+    }
+
+    internal static IReadOnlyList<VmSnapshotInfo> ParseSnapshots(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var result = new List<VmSnapshotInfo>();
+        if (doc.RootElement.TryGetProperty("snapshots", out var list) && list.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var s in list.EnumerateArray())
+            {
+                var state = s.TryGetProperty("vm-state-size", out var v) ? v.GetInt64() : 0;
+                var sec = s.TryGetProperty("date-sec", out var d) ? d.GetInt64() : 0;
+                result.Add(new VmSnapshotInfo(s.GetProperty("name").GetString() ?? "", state > 0, state, DateTimeOffset.FromUnixTimeSeconds(sec)));
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary><c>qemu-img snapshot -c|-a|-d NAME</c> on a stopped image.</summary>
+    public async Task SnapshotAsync(string operation, string path, string name, CancellationToken cancellationToken)
+    {
+        var (code, _, stderr) = await RunAsync(["snapshot", operation, name, path], cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("hypervisor_error", $"qemu-img snapshot {operation} {name} failed: {stderr.Trim()}");
+        }
+    }
+
+    /// <summary>Copies an image (its whole backing chain, or internal snapshot <paramref name="snapshot"/> of it) into one
+    /// standalone qcow2. <paramref name="mayBeInUse"/> adds <c>-U</c> (the source is open in a running QEMU).</summary>
+    public async Task FlattenAsync(string source, string target, string? snapshot, bool mayBeInUse, CancellationToken cancellationToken)
+    {
+        var args = new List<string> { "convert", "-q", "-O", "qcow2" };
+        if (mayBeInUse)
+        {
+            args.Add("-U");
+        }
+
+        if (snapshot is not null)
+        {
+            args.AddRange(["-l", $"snapshot.name={snapshot}"]);
+        }
+
+        args.AddRange([source, target]);
+        var (code, _, stderr) = await RunAsync(args, cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("hypervisor_error", $"qemu-img convert failed: {stderr.Trim()}");
+        }
+    }
+
     private Task<(int Code, string Stdout, string Stderr)> RunAsync(IEnumerable<string> args, CancellationToken cancellationToken) =>
         ToolProcess.RunAsync(binary, args, "is qemu-utils installed?", cancellationToken);
 }

@@ -1,3 +1,4 @@
+using Stratus.Core.Backups;
 using Stratus.Core.Ids;
 
 namespace Stratus.Compute;
@@ -103,4 +104,48 @@ public sealed record HostSample(DateTimeOffset At, double CpuPercent, long Memor
 public interface IMetricsSource
 {
     Task<HostSample> SampleAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>One internal snapshot of a VM's disk.</summary>
+/// <param name="Name">Caller-chosen name, unique per VM (letters, digits, '.', '_', '-'; 1–64).</param>
+/// <param name="WithMemory">The snapshot also holds the guest's memory and device state (a revert resumes where it was taken).</param>
+/// <param name="VmStateBytes">Size of the saved memory state (0 for a disk-only snapshot).</param>
+public sealed record VmSnapshotInfo(string Name, bool WithMemory, long VmStateBytes, DateTimeOffset CreatedAt);
+
+/// <summary>
+/// Optional driver ability: named point-in-time snapshots of a VM, kept with its disk.
+/// <para>With memory (<c>withMemory</c>, running VM only): disk, RAM and device state; a revert of a running VM resumes the
+/// guest exactly where the snapshot was taken. Disk only: the disk as it is at that instant (crash-consistent — whatever the
+/// guest had not written out yet is not in it); a revert powers the VM off (forced), rolls the disk back and boots it again
+/// when it was running. A revert of a stopped VM only rolls the disk back.</para>
+/// <para>Codes: <c>not_found</c> (VM), <c>snapshot_not_found</c>, <c>snapshot_exists</c>, <c>invalid_spec</c> (bad name),
+/// <c>invalid_state</c> (a VM without a disk; memory snapshot of a stopped VM), <c>hypervisor_error</c>.</para>
+/// </summary>
+public interface ISnapshotDriver
+{
+    Task<VmSnapshotInfo> CreateSnapshotAsync(InstanceId id, string name, bool withMemory, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<VmSnapshotInfo>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Returns the VM's status after the revert (same power state as before).</summary>
+    Task<VmStatus> RevertSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken);
+
+    /// <summary>Idempotent: deleting a snapshot that does not exist succeeds.</summary>
+    Task DeleteSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Optional driver ability: copy a VM's disk (running or stopped) into a backup directory, as files plus a
+/// <see cref="BackupManifest"/> (<c>manifest.json</c>) with the SHA-256 of every file (see <see cref="BackupFiles"/>).
+/// </summary>
+public interface IBackupDriver
+{
+    /// <summary>
+    /// Writes a backup of VM <paramref name="id"/> into <paramref name="targetDirectory"/> (created; must be empty).
+    /// A full backup is self-contained: the whole disk flattened (base image included) and, for a directly booted VM,
+    /// its kernel, initrd and command line. <paramref name="incrementalFrom"/> (the directory of an earlier backup of the
+    /// same VM) asks for an incremental one; a driver that cannot do incrementals writes a full backup and says so in
+    /// <see cref="BackupManifest.Kind"/>. On failure the target directory is removed.
+    /// </summary>
+    Task<BackupManifest> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken);
 }

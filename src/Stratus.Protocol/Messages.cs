@@ -159,10 +159,36 @@ public interface IAgentSession
     /// <summary>The controller renewed this agent's lease (remote agents only; embedded agents have no lease).</summary>
     Task RenewLeaseAsync(long epoch, TimeSpan valid, CancellationToken cancellationToken) => Task.CompletedTask;
 
+    /// <summary>Takes a named snapshot of a VM (disk only, or with memory on a running VM).</summary>
+    Task<VmSnapshot> CreateSnapshotAsync(InstanceId id, string name, bool withMemory, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
+    Task<IReadOnlyList<VmSnapshot>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
+    /// <summary>Rolls the VM back to a snapshot; its power state is kept (a disk-only revert reboots a running VM).</summary>
+    Task<ActualVm> RevertSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
+    /// <summary>Deletes a snapshot; idempotent.</summary>
+    Task DeleteSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
+    /// <summary>Writes a backup of the VM into <paramref name="targetDirectory"/> (a path this host reaches): files plus a checksummed manifest.</summary>
+    Task<BackupResult> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
     /// <summary>Stops every VM of the host (for `stratus down`), leaving desired state untouched.</summary>
     Task ShutdownVmsAsync(TimeSpan graceful, CancellationToken cancellationToken) =>
         throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 }
+
+/// <summary>A VM snapshot as an agent reports it.</summary>
+public sealed record VmSnapshot(string Name, bool WithMemory, long VmStateBytes, DateTimeOffset CreatedAt);
+
+/// <summary>What a backup wrote (the manifest in the target directory has the details and checksums).</summary>
+/// <param name="Kind">"full" or "incremental" (a driver without incrementals answers "full").</param>
+public sealed record BackupResult(string Kind, long SizeBytes, long VirtualSizeBytes, int Files);
 
 /// <summary>Tuning of one live migration, as the controller asks for it.</summary>
 public sealed record MigrationSettings(long? MaxDowntimeMs = null, bool AutoConverge = false, bool PostCopy = false, long? BandwidthBytesPerSecond = null);

@@ -207,4 +207,15 @@ public static class ProtoMapping
     public static HostMetricsReport FromProto(this W.MetricsReport m) =>
         new(new HostId(Guid.Parse(m.HostId)), DateTimeOffset.FromUnixTimeMilliseconds(m.AtUnixMs), m.CpuPercent, m.MemoryUsedMib, m.DiskUsedGib,
             [.. m.Vms.Select(v => new VmMetrics(new InstanceId(Guid.Parse(v.Id)), v.CpuPercent, v.MemoryUsedMib, v.DiskReadBps, v.DiskWriteBps, v.NetRxBps, v.NetTxBps))]);
+
+    public static W.Snapshot ToProto(this VmSnapshot s) =>
+        new() { Name = s.Name, WithMemory = s.WithMemory, VmStateBytes = s.VmStateBytes, CreatedAtUnixMs = s.CreatedAt.ToUnixTimeMilliseconds() };
+
+    public static VmSnapshot FromProto(this W.Snapshot m) =>
+        new(m.Name, m.WithMemory, m.VmStateBytes, DateTimeOffset.FromUnixTimeMilliseconds(m.CreatedAtUnixMs));
+
+    public static W.BackupResult ToProto(this BackupResult b) =>
+        new() { Kind = b.Kind, SizeBytes = b.SizeBytes, VirtualSizeBytes = b.VirtualSizeBytes, Files = b.Files };
+
+    public static BackupResult FromProto(this W.BackupResult m) => new(m.Kind, m.SizeBytes, m.VirtualSizeBytes, m.Files);
 }

@@ -52,6 +52,34 @@ public sealed record CreateInstanceOutcome(Instance Instance, CreateStatus Statu
 /// <summary>Closes the newest open action-log entry of a server in the same transaction as a state change.</summary>
 /// <summary>A server being moved between hosts; the destination's claim is held until the move finishes.</summary>
 /// <param name="Kind">"live" or "cold".</param>
+/// <summary>A snapshot of a server, as the controller records it (the data lives in the VM's disk).</summary>
+/// <param name="Status">"creating", "available", "reverting", "deleting", "error".</param>
+public sealed record SnapshotRecord(InstanceId InstanceId, string Name, bool WithMemory, string Status, long VmStateBytes, DateTimeOffset CreatedAt);
+
+/// <summary>A backup of a server in the backup store.</summary>
+/// <param name="Kind">"full" or "incremental".</param>
+/// <param name="ParentId">For an incremental: the backup it builds on.</param>
+/// <param name="Status">"creating", "available", "error".</param>
+/// <param name="Directory">The backup's directory (holds manifest.json and the files it lists).</param>
+/// <param name="ManifestSha256">SHA-256 of manifest.json when the backup finished (a changed manifest is refused at restore).</param>
+/// <param name="SpecJson">What a restore re-creates besides the disk (key name, user data, forwards, storage pool), as JSON.</param>
+public sealed record BackupRecord(
+    Guid Id,
+    InstanceId InstanceId,
+    string InstanceName,
+    FlavorId FlavorId,
+    ImageId ImageId,
+    string Kind,
+    Guid? ParentId,
+    string Status,
+    string Directory,
+    long SizeBytes,
+    string? ManifestSha256,
+    string SpecJson,
+    string? Error,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? FinishedAt);
+
 public sealed record MigrationRecord(InstanceId InstanceId, HostId Source, HostId Destination, string Kind, ResourceVector Resources, DateTimeOffset StartedAt);
 
 /// <summary>One step of an incident's timeline.</summary>
@@ -216,6 +244,24 @@ public interface IStateStore : IAsyncDisposable
 
     Task<IReadOnlyList<MigrationRecord>> ListMigrationsAsync(CancellationToken cancellationToken);
 
+
+    // Snapshots and backups
+    /// <summary>Appends an entry to a server's action log as given (already finished, or open).</summary>
+    Task RecordActionAsync(InstanceAction action, CancellationToken cancellationToken);
+    /// <summary>Inserts or replaces a snapshot row (key: server and name).</summary>
+    Task UpsertSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken);
+    Task<IReadOnlyList<SnapshotRecord>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken);
+    Task DeleteSnapshotRecordAsync(InstanceId id, string name, CancellationToken cancellationToken);
+
+    /// <summary>Inserts or replaces a backup row (key: id).</summary>
+    Task UpsertBackupAsync(BackupRecord backup, CancellationToken cancellationToken);
+    Task<BackupRecord?> GetBackupAsync(Guid id, CancellationToken cancellationToken);
+    /// <summary>Backups oldest first; of one server when <paramref name="instance"/> is set.</summary>
+    Task<IReadOnlyList<BackupRecord>> ListBackupsAsync(InstanceId? instance, CancellationToken cancellationToken);
+    Task DeleteBackupAsync(Guid id, CancellationToken cancellationToken);
+    /// <summary>Per-server retention: keep the newest <paramref name="keep"/> backups.</summary>
+    Task SetBackupPolicyAsync(InstanceId id, int keep, CancellationToken cancellationToken);
+    Task<int?> GetBackupPolicyAsync(InstanceId id, CancellationToken cancellationToken);
 
     // Metrics (time series)
     /// <summary>

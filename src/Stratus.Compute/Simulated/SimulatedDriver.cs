@@ -43,7 +43,7 @@ public sealed class SimulatedDriverOptions
 /// 200 ms + 1 ms per MiB of guest memory (about 1 GB/s; longer under a bandwidth cap), times <see cref="SimulatedDriverOptions.DelayScale"/>,
 /// and reports progress every simulated 100 ms (at least ten times).</para>
 /// </summary>
-public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriver, IMetricsSource
+public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriver, IMetricsSource, ISnapshotDriver, IBackupDriver
 {
     private readonly SimulatedDriverOptions _options;
     private readonly TimeProvider _time;
@@ -217,5 +217,6 @@ public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriv
     /// <param name="Incoming">Prepared as a migration destination and not yet completed: hidden from list and status.</param>
     /// <param name="MigratedOut">The VM's state was sent elsewhere; the source waits for <see cref="CompleteOutgoingAsync"/>.</param>
     private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console,
-        int Vcpus = 1, long MemoryMib = 256, long DiskGib = 1, string StoragePool = StoragePools.Local, bool Incoming = false, bool MigratedOut = false);
+        int Vcpus = 1, long MemoryMib = 256, long DiskGib = 1, string StoragePool = StoragePools.Local, bool Incoming = false, bool MigratedOut = false,
+        IReadOnlyList<VmSnapshotInfo>? Snapshots = null);
 }

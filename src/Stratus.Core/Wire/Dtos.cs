@@ -257,3 +257,23 @@ public static class WireJson
         return o;
     }
 }
+
+/// <summary>A server snapshot.</summary>
+/// <param name="Status">"creating", "available", "reverting", "deleting", "error".</param>
+public sealed record SnapshotDto(string Name, bool WithMemory, string Status, long VmStateBytes, DateTimeOffset CreatedAt);
+
+/// <summary>POST /v1/servers/{id}/snapshots.</summary>
+public sealed record CreateSnapshotRequest(string? Name, bool? WithMemory);
+
+/// <summary>A backup in the backup store.</summary>
+/// <param name="Kind">"full" or "incremental".</param>
+/// <param name="Status">"creating", "available", "error".</param>
+public sealed record BackupDto(string Id, string ServerId, string ServerName, string Kind, string? ParentId, string Status, long SizeBytes,
+    string? ManifestSha256, string? Error, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
+
+/// <summary>POST /v1/servers/{id}/backups (body optional).</summary>
+/// <param name="Keep">Retention for this server from now on: keep the newest N backups (1–1000).</param>
+public sealed record CreateBackupRequest(int? Keep);
+
+/// <summary>POST /v1/backups/{id}/restore: a new server from the backup (forwards and key default to the original's).</summary>
+public sealed record RestoreBackupRequest(string? Name, IReadOnlyList<ForwardDto>? Forwards, string? KeyName);

@@ -1,0 +1,243 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Stratus.Compute.Qemu.Qmp;
+using Stratus.Core.Backups;
+using Stratus.Core.Compute;
+using Stratus.Core.Ids;
+
+namespace Stratus.Compute.Qemu;
+
+/// <summary>
+/// Snapshots and backups. Snapshots are qcow2 internal snapshots of the VM's overlay (<c>disk.qcow2</c>): with memory,
+/// HMP <c>savevm</c>/<c>loadvm</c> (through QMP <c>human-monitor-command</c>; QMP's <c>snapshot-save</c> job would do
+/// the same with more round trips); disk only on a running VM, QMP <c>blockdev-snapshot-internal-sync</c> on the
+/// <c>root-fmt</c> node (no pause); on a stopped VM, <c>qemu-img snapshot</c>. A disk-only snapshot cannot be loaded into
+/// a running QEMU (<c>loadvm</c> refuses one without vmstate), so its revert is: force off, <c>qemu-img snapshot -a</c>,
+/// boot (same ports, new pid).
+/// <para>Backups: a running VM gets a temporary disk-only internal snapshot (<c>stratus-backup-tmp</c>), which is
+/// immutable while the guest keeps writing; <c>qemu-img convert -U -l snapshot.name=…</c> flattens it (overlay +
+/// base image) into one standalone qcow2; the temporary snapshot is then deleted. So the copy is one instant's disk
+/// (crash-consistent) without pausing the guest. A stopped VM's overlay chain is flattened directly. Chosen over
+/// <c>blockdev-backup sync=full</c> because it needs no target block node, no job supervision, and works the same
+/// for stopped VMs.</para>
+/// <para>Incremental backups are not implemented (time): <c>qemu-img convert -B</c> copies the top layer, not the
+/// difference to an earlier backup, and a dirty bitmap (<c>blockdev-backup sync=incremental</c>) needs bitmap lifecycle
+/// across stop/start and its interplay with internal snapshots worked out and tested; not done. <see cref="BackupAsync"/> writes a full backup when asked for an incremental and
+/// says so in the manifest's kind.</para>
+/// </summary>
+public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
+{
+    private const string RootNode = "root-fmt";
+    private const string BackupSnapshot = "stratus-backup-tmp";
+    private static readonly TimeSpan SnapshotTimeout = TimeSpan.FromMinutes(5);
+
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
+    private static partial Regex SnapshotName();
+
+    private static void ValidateSnapshotName(string name)
+    {
+        if (string.IsNullOrEmpty(name) || !SnapshotName().IsMatch(name) || name == BackupSnapshot)
+        {
+            throw new ComputeException("invalid_spec", $"snapshot name '{name}' must be 1–64 letters, digits, '.', '_' or '-' (and not {BackupSnapshot})");
+        }
+    }
+
+    private static void RequireDisk(QemuVm vm)
+    {
+        if (!File.Exists(vm.DiskPath))
+        {
+            throw new ComputeException("invalid_state", $"VM {vm.Id} has no disk to snapshot");
+        }
+    }
+
+    private static bool Running(QemuVm vm) => vm.Pid is not null && vm.Qmp is not null;
+
+    /// <summary>HMP through QMP: HMP reports errors as text, not as a QMP error.</summary>
+    private static async Task HmpAsync(QmpClient qmp, string commandLine, CancellationToken cancellationToken)
+    {
+        var output = await qmp.ExecuteAsync("human-monitor-command", new Dictionary<string, object> { ["command-line"] = commandLine }, cancellationToken, SnapshotTimeout);
+        var text = output.ValueKind == JsonValueKind.String ? output.GetString()?.Trim() : null;
+        if (!string.IsNullOrEmpty(text))
+        {
+            throw new ComputeException("hypervisor_error", $"{commandLine.Split(' ')[0]} failed: {text}");
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<VmSnapshotInfo> CreateSnapshotAsync(InstanceId id, string name, bool withMemory, CancellationToken cancellationToken)
+    {
+        ValidateSnapshotName(name);
+        VmSnapshotInfo? created = null;
+        await WithVmAsync(id, async vm =>
+        {
+            RequireDisk(vm);
+            var existing = await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken);
+            if (existing.Any(s => s.Name == name))
+            {
+                throw new ComputeException("snapshot_exists", $"VM {id} already has a snapshot named '{name}'");
+            }
+
+            if (Running(vm))
+            {
+                if (withMemory)
+                {
+                    await HmpAsync(vm.Qmp!, $"savevm {name}", cancellationToken);
+                }
+                else
+                {
+                    await vm.Qmp!.ExecuteAsync("blockdev-snapshot-internal-sync", new { device = RootNode, name }, cancellationToken, SnapshotTimeout);
+                }
+            }
+            else if (withMemory)
+            {
+                throw new ComputeException("invalid_state", $"VM {id} is not running: a snapshot with memory needs a running VM");
+            }
+            else
+            {
+                await _qemuImg.SnapshotAsync("-c", vm.DiskPath, name, cancellationToken);
+            }
+
+            created = (await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).LastOrDefault(s => s.Name == name)
+                ?? throw new ComputeException("hypervisor_error", $"snapshot '{name}' was not recorded in the disk");
+        }, cancellationToken);
+        return created!;
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<VmSnapshotInfo>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken)
+    {
+        var vm = await GetVmAsync(id, cancellationToken);
+        return File.Exists(vm.DiskPath)
+            ? [.. (await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).Where(s => s.Name != BackupSnapshot)]
+            : [];
+    }
+
+    /// <inheritdoc />
+    public Task<VmStatus> RevertSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken) =>
+        WithVmAsync(id, async vm =>
+        {
+            RequireDisk(vm);
+            var snapshot = (await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).FirstOrDefault(s => s.Name == name)
+                ?? throw new ComputeException("snapshot_not_found", $"VM {id} has no snapshot named '{name}'");
+            if (Running(vm) && snapshot.WithMemory)
+            {
+                await HmpAsync(vm.Qmp!, $"loadvm {name}", cancellationToken);
+                await RefreshPowerAsync(vm, cancellationToken);
+                return;
+            }
+
+            var wasRunning = vm.Pid is not null;
+            if (wasRunning)
+            {
+                await StopLockedAsync(vm, TimeSpan.Zero, cancellationToken);
+            }
+
+            await _qemuImg.SnapshotAsync("-a", vm.DiskPath, name, cancellationToken);
+            if (wasRunning)
+            {
+                await StartStoppedAsync(vm, cancellationToken);
+            }
+        }, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task DeleteSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken) =>
+        await WithVmAsync(id, async vm =>
+        {
+            if (!File.Exists(vm.DiskPath) || !(await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).Any(s => s.Name == name))
+            {
+                return;
+            }
+
+            await DeleteInternalSnapshotAsync(vm, name, cancellationToken);
+        }, cancellationToken);
+
+    private async Task DeleteInternalSnapshotAsync(QemuVm vm, string name, CancellationToken cancellationToken)
+    {
+        if (Running(vm))
+        {
+            await vm.Qmp!.ExecuteAsync("blockdev-snapshot-delete-internal-sync", new { device = RootNode, name }, cancellationToken, SnapshotTimeout);
+        }
+        else
+        {
+            await _qemuImg.SnapshotAsync("-d", vm.DiskPath, name, cancellationToken);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<BackupManifest> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken)
+    {
+        BackupManifest? manifest = null;
+        if (Directory.Exists(targetDirectory) && Directory.EnumerateFileSystemEntries(targetDirectory).Any())
+        {
+            throw new ComputeException("invalid_spec", $"backup directory {targetDirectory} is not empty");
+        }
+
+        Directory.CreateDirectory(targetDirectory);
+        try
+        {
+            await WithVmAsync(id, async vm =>
+            {
+                RequireDisk(vm);
+                var disk = Path.Combine(targetDirectory, "disk.qcow2");
+                if (Running(vm))
+                {
+                    if ((await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).Any(s => s.Name == BackupSnapshot))
+                    {
+                        await DeleteInternalSnapshotAsync(vm, BackupSnapshot, cancellationToken); // left by an interrupted backup
+                    }
+
+                    await vm.Qmp!.ExecuteAsync("blockdev-snapshot-internal-sync", new { device = RootNode, name = BackupSnapshot }, cancellationToken, SnapshotTimeout);
+                    try
+                    {
+                        await _qemuImg.FlattenAsync(vm.DiskPath, disk, BackupSnapshot, mayBeInUse: true, cancellationToken);
+                    }
+                    finally
+                    {
+                        if (Running(vm))
+                        {
+                            await DeleteInternalSnapshotAsync(vm, BackupSnapshot, CancellationToken.None);
+                        }
+                    }
+                }
+                else
+                {
+                    await _qemuImg.FlattenAsync(vm.DiskPath, disk, null, mayBeInUse: false, cancellationToken);
+                }
+
+                var files = new List<BackupFileEntry> { await BackupFiles.EntryAsync(targetDirectory, "disk.qcow2", "disk", cancellationToken) };
+                var spec = vm.Spec;
+                if (spec.KernelPath is not null)
+                {
+                    File.Copy(spec.KernelPath, Path.Combine(targetDirectory, "vmlinuz"));
+                    files.Add(await BackupFiles.EntryAsync(targetDirectory, "vmlinuz", "kernel", cancellationToken));
+                    if (spec.InitrdPath is not null)
+                    {
+                        File.Copy(spec.InitrdPath, Path.Combine(targetDirectory, "initrd.img"));
+                        files.Add(await BackupFiles.EntryAsync(targetDirectory, "initrd.img", "initrd", cancellationToken));
+                    }
+
+                    await File.WriteAllTextAsync(Path.Combine(targetDirectory, "cmdline"), spec.KernelCmdline ?? "", cancellationToken);
+                    files.Add(await BackupFiles.EntryAsync(targetDirectory, "cmdline", "cmdline", cancellationToken));
+                }
+
+                var info = await _qemuImg.InfoAsync(disk, mayBeInUse: false, cancellationToken);
+                manifest = new BackupManifest(1, id, Name, "full", null, DateTimeOffset.UtcNow, info.VirtualSizeBytes, files);
+                await BackupFiles.WriteManifestAsync(targetDirectory, manifest, cancellationToken);
+            }, cancellationToken);
+        }
+        catch
+        {
+            try
+            {
+                Directory.Delete(targetDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+
+            throw;
+        }
+
+        return manifest!;
+    }
+}
