@@ -187,7 +187,7 @@ public sealed partial class Migrator(
             // If the destination's agent goes away mid-way, abort at once: the source must not keep
             // sending the VM to a host nobody manages.
             _ = WatchAsync(m.Destination, dst, "the destination host's agent disconnected", r);
-            ActualVm arrived;
+            ActualVm? arrived = null;
             MigrationStatus? final = null;
             if (m.Kind == "live")
             {
@@ -206,7 +206,27 @@ public sealed partial class Migrator(
                     ExpectedDowntimeMs = s.ExpectedDowntimeMs,
                 }), ct);
                 r.View = r.View with { Phase = "completing", Status = final.Status, DowntimeMs = final.DowntimeMs, TotalTimeMs = final.TotalTimeMs };
-                arrived = await PhaseAsync(t => dst.CompleteIncomingAsync(inst.Id, t), CancellationToken.None);
+                if (inst.StoragePool == "shared")
+                {
+                    // On the shared pool the destination's QEMU resumes by itself the moment the state has
+                    // arrived ("completed"): the server already runs there, so it is committed now and the
+                    // destination's bookkeeping (CompleteIncoming) follows, off the user's critical path.
+                    committed = true;
+                    await CommitAsync(inst.Id, m, new ActualVm(inst.Id, inst.PowerState == PowerState.Paused ? PowerState.Paused : PowerState.Running, null,
+                        incoming.Forwards, 0, null, true), Moved(m, final));
+                    try
+                    {
+                        await PhaseAsync(t => dst.CompleteIncomingAsync(inst.Id, t), CancellationToken.None);
+                    }
+                    catch (Exception e) when (e is AgentRequestException or TimeoutException)
+                    {
+                        LogDestinationConfirmFailed(log, inst.Id, e.Message);
+                    }
+                }
+                else
+                {
+                    arrived = await PhaseAsync(t => dst.CompleteIncomingAsync(inst.Id, t), CancellationToken.None);
+                }
             }
             else
             {
@@ -217,11 +237,11 @@ public sealed partial class Migrator(
                 // A stopped server's commit point: once the source let go of it, it lives on the destination only.
                 await PhaseAsync(async t => { await src.CompleteOutgoingAsync(inst.Id, t); return true; }, CancellationToken.None);
             }
-            committed = true;
-            var message = final is null
-                ? $"moved to host {m.Destination} (cold)"
-                : $"moved to host {m.Destination}: total {final.TotalTimeMs} ms, downtime {final.DowntimeMs} ms, {final.TransferredBytes} bytes";
-            await CommitAsync(inst.Id, m, arrived, message);
+            if (!committed)
+            {
+                committed = true;
+                await CommitAsync(inst.Id, m, arrived!, Moved(m, final));
+            }
             if (m.Kind == "live")
             {
                 try
@@ -277,6 +297,10 @@ public sealed partial class Migrator(
         {
         }
     }
+
+    private static string Moved(MigrationRecord m, MigrationStatus? final) => final is null
+        ? $"moved to host {m.Destination} (cold)"
+        : $"moved to host {m.Destination}: total {final.TotalTimeMs} ms, downtime {final.DowntimeMs} ms, {final.TransferredBytes} bytes";
 
     /// <summary>Runs one phase with the phase timeout (and the migration's own cancellation).</summary>
     private async Task<T> PhaseAsync<T>(Func<CancellationToken, Task<T>> phase, CancellationToken ct)
@@ -494,6 +518,9 @@ public sealed partial class Migrator(
 
     [LoggerMessage(33, LogLevel.Warning, "Server {InstanceId}: the source could not clean up after the migration: {Reason}")]
     private static partial void LogSourceCleanupFailed(ILogger log, InstanceId instanceId, string reason);
+
+    [LoggerMessage(36, LogLevel.Warning, "Server {InstanceId}: it runs on the destination, but the destination could not confirm: {Reason}")]
+    private static partial void LogDestinationConfirmFailed(ILogger log, InstanceId instanceId, string reason);
 
     [LoggerMessage(34, LogLevel.Error, "Server {InstanceId}: committing the migration failed")]
     private static partial void LogCommitFailed(ILogger log, Exception e, InstanceId instanceId);
