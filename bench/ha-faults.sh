@@ -13,10 +13,11 @@ RUNS="${1:-34}"; OUT="${2:-$ROOT/.build/ha-faults.jsonl}"
 failed=0
 for i in $(seq 1 "$RUNS"); do
   if ! STRATUS_HA_FIGURES="$OUT" STRATUS_TINY_GUEST_DIR="$ROOT/tools/guest/out/tiny" STRATUS_TINY_IMAGE="$ROOT/tools/guest/out/tiny" \
-      dotnet test "$ROOT/tests/Stratus.FunctionalTests" -c Release --no-build --nologo --filter "FullyQualifiedName~HaScenario" >/dev/null 2>&1; then
-    failed=$((failed+1)); echo "run $i: FAILED" >&2
+      dotnet test "$ROOT/tests/Stratus.FunctionalTests" -c Release --no-build --nologo --filter "FullyQualifiedName~HaScenario" \
+        --logger "console;verbosity=normal" >"$OUT.run-$i.log" 2>&1; then
+    failed=$((failed+1)); echo "run $i: FAILED (log: $OUT.run-$i.log)" >&2
   else
-    echo "run $i: ok" >&2
+    rm -f "$OUT.run-$i.log"; echo "run $i: ok" >&2
   fi
 done
 python3 - "$OUT" "$RUNS" "$failed" <<'PY'

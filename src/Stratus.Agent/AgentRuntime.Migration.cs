@@ -79,6 +79,7 @@ public sealed partial class AgentRuntime
         finally
         {
             _migrating.TryRemove(id, out _);
+            Kick(id); // act on whatever was asked meanwhile (the server may have been stopped or deleted after the commit)
         }
     }
 

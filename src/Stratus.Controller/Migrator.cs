@@ -64,6 +64,20 @@ public sealed partial class Migrator(
         {
             return Problem.Conflict("task_in_progress", $"server '{inst.Name}' is {Names.Of(task)}; migrate it once that finishes");
         }
+        if (_running.TryGetValue(inst.Id, out var previous) && previous.Task is { } tail)
+        {
+            // The last move is committed but its clean-up (destination confirm, source removal) still runs:
+            // a new move waits for it, so neither host still holds an old copy when the next one starts.
+            try
+            {
+                await tail.WaitAsync(options.MigrationPhaseTimeout * 2, ct);
+            }
+            catch (TimeoutException)
+            {
+                return Problem.Conflict("task_in_progress", $"server '{inst.Name}' is still finishing its last migration; try again");
+            }
+            inst = await store.GetInstanceAsync(inst.Id, ct) ?? inst;
+        }
         var live = request.Live ?? inst.VmState == VmState.Active;
         if (live && inst.VmState != VmState.Active)
         {
