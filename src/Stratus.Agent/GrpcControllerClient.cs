@@ -148,6 +148,11 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
                 Volatile.Write(ref _conn, conn);
                 Interlocked.Increment(ref _connections);
                 _welcomed.TrySetResult((hostId, welcome.Epoch));
+                if (welcome.LeaseMs > 0 && _session is { } bound)
+                {
+                    // The stream itself grants the first lease; each processed report renews it.
+                    _ = bound.RenewLeaseAsync(welcome.Epoch, TimeSpan.FromMilliseconds(welcome.LeaseMs), _stop.Token);
+                }
                 LogConnected(_log, _registration!.Name, hostId);
                 backoff = TimeSpan.FromMilliseconds(250);
                 while (await call.ResponseStream.MoveNext(conn.Token))

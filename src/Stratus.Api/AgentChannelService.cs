@@ -55,7 +55,17 @@ public sealed partial class AgentChannelService(AgentHub hub, AgentTokens tokens
         }
         var session = new RemoteAgentSession(hostId);
         var writer = Task.Run(() => session.PumpAsync(responseStream, ct), CancellationToken.None);
-        session.Send(new ControllerMessage { Welcome = new Welcome { HostId = hostId.ToString(), Epoch = epoch, ProtocolMajor = ProtocolVersion.Major, ProtocolMinor = ProtocolVersion.Minor } });
+        session.Send(new ControllerMessage
+        {
+            Welcome = new Welcome
+            {
+                HostId = hostId.ToString(),
+                Epoch = epoch,
+                ProtocolMajor = ProtocolVersion.Major,
+                ProtocolMinor = ProtocolVersion.Minor,
+                LeaseMs = (long)hub.LeasePeriod.TotalMilliseconds,
+            },
+        });
         hub.Attach(session);
         LogConnected(log, hello.Name, hostId, context.Peer);
         try

@@ -12,6 +12,7 @@ namespace Stratus.FunctionalTests;
 /// re-adopted); an agent cut off from the controller (its HA VMs fence before they start elsewhere).
 /// A watcher samples the process table every 50 ms throughout: no VM ever has two QEMU processes.
 /// </summary>
+[Collection("ha-alone")]
 public sealed class HaScenarioTests : IAsyncLifetime
 {
     private readonly string _data = Directory.CreateTempSubdirectory("sha-").FullName;
@@ -247,6 +248,13 @@ public sealed class HaScenarioTests : IAsyncLifetime
         try
         {
             await Cli.RunAsync(Url, "down", "--data-dir", _data);
+            // Keep the controller's and agents' logs for a post-mortem (the data directory goes).
+            var keep = Path.Combine(Cli.RepoRoot, ".build", "test-results", "ha-logs");
+            Directory.CreateDirectory(keep);
+            foreach (var log in Directory.EnumerateFiles(_data, "*.log", SearchOption.AllDirectories))
+            {
+                File.Copy(log, Path.Combine(keep, Path.GetRelativePath(_data, log).Replace('/', '_')), overwrite: true);
+            }
         }
         finally
         {
@@ -265,7 +273,10 @@ public sealed class HaScenarioTests : IAsyncLifetime
             }
             try
             {
-                Directory.Delete(_data, recursive: true);
+                if (Environment.GetEnvironmentVariable("STRATUS_KEEP_TEST_DATA") is not { Length: > 0 })
+                {
+                    Directory.Delete(_data, recursive: true);
+                }
             }
             catch (IOException)
             {
@@ -276,3 +287,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
         }
     }
 }
+
+/// <summary>The HA scenario times leases and heartbeats in seconds: it runs alone, not beside other real-VM scenarios on 2 cores.</summary>
+[CollectionDefinition("ha-alone", DisableParallelization = true)]
+public sealed class HaAloneCollection;
