@@ -253,8 +253,8 @@ public sealed partial class QemuDriver
             qmp.EventReceived += OnEvent;
             var clock = Stopwatch.StartNew();
             LogMigrationStarted(_logger, id.ToString(), target.Uri, mirror);
-            // The migration thread runs in the VM's cgroup: give it one core beyond the guest's cap while it
-            // runs, so a busy guest does not slow its own migration (host work, not the tenant's CPU).
+            // The migration thread runs in the VM's cgroup: lift the guest's CPU cap while it runs, so a busy
+            // guest does not slow its own migration (host work, not the tenant's CPU).
             vm.MigrationHeadroom = true;
             await WriteCgroupAsync(vm, cancellationToken);
             try

@@ -457,9 +457,12 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         long? quota = vm.CpuCapCores is { } cores
             ? (long)Math.Round(cores * _options.CpuPeriodMicroseconds)
             : vm.Spec.CpuCapped ? (long)vm.Spec.Vcpus * _options.CpuPeriodMicroseconds : null;
-        if (quota is not null && vm.MigrationHeadroom)
+        if (vm.MigrationHeadroom)
         {
-            quota += _options.CpuPeriodMicroseconds;
+            // While the VM migrates out, its QEMU is not capped: the migration thread shares the VM's cgroup,
+            // and CFS throttling at period boundaries stretches the transfer and the downtime (host work,
+            // seconds long, not the tenant's CPU).
+            quota = null;
         }
         var overhead = await MemoryOverheadMibAsync(cancellationToken);
         await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (vm.Spec.MemoryMib + overhead) * 1024L * 1024, vm.Spec.Vcpus, Environment.ProcessorCount), cancellationToken);

@@ -43,7 +43,7 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
 
     public double? CpuCapCores;
 
-    /// <summary>While an outgoing live migration runs: the CPU cap gets one extra core for QEMU's migration thread.</summary>
+    /// <summary>While an outgoing live migration runs: the CPU cap is lifted for QEMU's migration thread.</summary>
     public bool MigrationHeadroom;
 
     /// <summary>Set before the driver makes QEMU exit, so the exit raises no event.</summary>
