@@ -32,6 +32,43 @@ public sealed partial class AgentRuntime
     /// <summary>True while this agent has fenced itself (lease lapsed).</summary>
     public bool Fenced => _fenced;
 
+    private HashSet<InstanceId>? _haKnown;
+
+    private string HaFile => Path.Combine(_options.StateDirectory, "ha-vms.json");
+
+    /// <summary>The HA VMs of this host as last told by the controller, kept on disk: an agent restarted and cut off
+    /// before its first desired state must still know which VMs to fence.</summary>
+    private HashSet<InstanceId> HaKnown
+    {
+        get
+        {
+            if (_haKnown is null)
+            {
+                _haKnown = File.Exists(HaFile)
+                    ? [.. (System.Text.Json.JsonSerializer.Deserialize<List<Guid>>(File.ReadAllText(HaFile)) ?? []).Select(g => new InstanceId(g))]
+                    : [];
+            }
+            return _haKnown;
+        }
+    }
+
+    /// <summary>Records the HA VMs of a desired state (called for every push).</summary>
+    private void RememberHa(DesiredHostState desired)
+    {
+        var now = desired.Vms.Where(v => v.Ha).Select(v => v.Id).ToHashSet();
+        lock (_rebootLock)
+        {
+            if (now.SetEquals(HaKnown))
+            {
+                return;
+            }
+            _haKnown = now;
+            var tmp = HaFile + ".tmp";
+            File.WriteAllText(tmp, System.Text.Json.JsonSerializer.Serialize(now.Select(i => i.Value)));
+            File.Move(tmp, HaFile, overwrite: true);
+        }
+    }
+
     private string? HaDirectory => _options.SharedPoolDirectory is { } p ? Path.Combine(p, ".ha") : null;
 
     public Task RenewLeaseAsync(long epoch, TimeSpan valid, CancellationToken cancellationToken)
@@ -77,12 +114,14 @@ public sealed partial class AgentRuntime
     {
         _fenced = true;
         var killed = 0;
-        foreach (var (id, d) in _desired)
+        HashSet<InstanceId> ha;
+        lock (_rebootLock)
         {
-            if (!d.Ha)
-            {
-                continue;
-            }
+            ha = [.. HaKnown];
+        }
+        ha.UnionWith(_desired.Where(kv => kv.Value.Ha).Select(kv => kv.Key));
+        foreach (var id in ha)
+        {
             try
             {
                 if (await _driver.GetStatusAsync(id, ct) is { Power: PowerState.Running or PowerState.Paused })

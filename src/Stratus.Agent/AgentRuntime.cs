@@ -86,6 +86,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
     public Task PushAsync(DesiredHostState desired, CancellationToken cancellationToken)
     {
         _epoch = desired.Epoch;
+        RememberHa(desired);
         var restartHa = !_fenced && Interlocked.Exchange(ref _restartHaOnNextPush, 0) == 1;
         var ids = new HashSet<InstanceId>();
         foreach (var vm in desired.Vms)
