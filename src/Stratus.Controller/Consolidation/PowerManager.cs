@@ -54,6 +54,13 @@ public sealed partial class PowerManager(
         {
             return "host has servers";
         }
+        // Hysteresis: a host woken for capacity is not switched off again before the servers it was woken
+        // for had their settle time to land on it.
+        var woken = History.LastOrDefault(t => t.Host == id);
+        if (woken is { Standby: false } && time.GetUtcNow() - woken.At < options.WakeSettle)
+        {
+            return "woken moments ago";
+        }
         if ((await store.ListMigrationsAsync(ct)).Any(m => m.Source == id || m.Destination == id))
         {
             return "a migration touches the host";
