@@ -577,27 +577,10 @@ public sealed partial class SqliteStateStore : IStateStore
                 return CasOutcome.Conflict; // another member was placed since the decision: re-plan
             }
         }
-        await using (var h = Cmd(c, tx, """
-            UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
-            WHERE id=$id AND generation=$g AND state='up'
-              AND used_cpu_milli+$c <= (total_cpu_milli-reserved_cpu_milli)*ratio_cpu_permille/1000
-              AND used_mem_mib+$m <= (total_mem_mib-reserved_mem_mib)*ratio_ram_permille/1000
-              AND used_disk_gib+$d <= (total_disk_gib-reserved_disk_gib)*ratio_disk_permille/1000
-            """))
+        if (await ClaimOnHostAsync(c, tx, host, expectedHostGeneration, res, cancellationToken) is { } refused)
         {
-            h.Parameters.AddWithValue("$id", host.ToString());
-            h.Parameters.AddWithValue("$g", expectedHostGeneration);
-            h.Parameters.AddWithValue("$c", res.MilliVcpus);
-            h.Parameters.AddWithValue("$m", res.MemoryMib);
-            h.Parameters.AddWithValue("$d", res.DiskGib);
-            if (await h.ExecuteNonQueryAsync(cancellationToken) != 1)
-            {
-                await using var g = Cmd(c, tx, "SELECT generation FROM hosts WHERE id=$id");
-                g.Parameters.AddWithValue("$id", host.ToString());
-                var gen = await g.ExecuteScalarAsync(cancellationToken);
-                await tx.RollbackAsync(cancellationToken);
-                return gen is null ? CasOutcome.NotFound : (long)gen != expectedHostGeneration ? CasOutcome.Conflict : CasOutcome.NoCapacity;
-            }
+            await tx.RollbackAsync(cancellationToken);
+            return refused;
         }
         await using (var a = Cmd(c, tx, "INSERT INTO allocations(instance_id,host_id,cpu_milli,mem_mib,disk_gib) VALUES ($i,$h,$c,$m,$d)"))
         {
@@ -623,6 +606,35 @@ public sealed partial class SqliteStateStore : IStateStore
         }
         return outcome;
     }, cancellationToken);
+
+    /// <summary>
+    /// The one claim statement (placements and migration destinations): adds <paramref name="res"/> to the host's
+    /// used resources if its generation is the expected one, it is up, and the ratios leave room. Null on success,
+    /// else why not (NotFound, Conflict on a changed generation, NoCapacity). The caller rolls back.
+    /// </summary>
+    private static async Task<CasOutcome?> ClaimOnHostAsync(SqliteConnection c, SqliteTransaction tx, HostId host, long expectedGeneration, ResourceVector res, CancellationToken ct)
+    {
+        await using var h = Cmd(c, tx, """
+            UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
+            WHERE id=$id AND generation=$g AND state='up'
+              AND used_cpu_milli+$c <= (total_cpu_milli-reserved_cpu_milli)*ratio_cpu_permille/1000
+              AND used_mem_mib+$m <= (total_mem_mib-reserved_mem_mib)*ratio_ram_permille/1000
+              AND used_disk_gib+$d <= (total_disk_gib-reserved_disk_gib)*ratio_disk_permille/1000
+            """);
+        h.Parameters.AddWithValue("$id", host.ToString());
+        h.Parameters.AddWithValue("$g", expectedGeneration);
+        h.Parameters.AddWithValue("$c", res.MilliVcpus);
+        h.Parameters.AddWithValue("$m", res.MemoryMib);
+        h.Parameters.AddWithValue("$d", res.DiskGib);
+        if (await h.ExecuteNonQueryAsync(ct) == 1)
+        {
+            return null;
+        }
+        await using var g = Cmd(c, tx, "SELECT generation FROM hosts WHERE id=$id");
+        g.Parameters.AddWithValue("$id", host.ToString());
+        var gen = await g.ExecuteScalarAsync(ct);
+        return gen is null ? CasOutcome.NotFound : (long)gen != expectedGeneration ? CasOutcome.Conflict : CasOutcome.NoCapacity;
+    }
 
     public Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
@@ -895,27 +907,10 @@ public sealed partial class SqliteStateStore : IStateStore
 
     public Task<CasOutcome> BeginMigrationAsync(Instance updated, MigrationRecord m, long expectedDestinationGeneration, InstanceAction action, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
-        await using (var h = Cmd(c, tx, """
-            UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
-            WHERE id=$id AND generation=$g AND state='up'
-              AND used_cpu_milli+$c <= (total_cpu_milli-reserved_cpu_milli)*ratio_cpu_permille/1000
-              AND used_mem_mib+$m <= (total_mem_mib-reserved_mem_mib)*ratio_ram_permille/1000
-              AND used_disk_gib+$d <= (total_disk_gib-reserved_disk_gib)*ratio_disk_permille/1000
-            """))
+        if (await ClaimOnHostAsync(c, tx, m.Destination, expectedDestinationGeneration, m.Resources, cancellationToken) is { } refused)
         {
-            h.Parameters.AddWithValue("$id", m.Destination.ToString());
-            h.Parameters.AddWithValue("$g", expectedDestinationGeneration);
-            h.Parameters.AddWithValue("$c", m.Resources.MilliVcpus);
-            h.Parameters.AddWithValue("$m", m.Resources.MemoryMib);
-            h.Parameters.AddWithValue("$d", m.Resources.DiskGib);
-            if (await h.ExecuteNonQueryAsync(cancellationToken) != 1)
-            {
-                await using var g = Cmd(c, tx, "SELECT generation FROM hosts WHERE id=$id");
-                g.Parameters.AddWithValue("$id", m.Destination.ToString());
-                var gen = await g.ExecuteScalarAsync(cancellationToken);
-                await tx.RollbackAsync(cancellationToken);
-                return gen is null ? CasOutcome.NotFound : (long)gen != expectedDestinationGeneration ? CasOutcome.Conflict : CasOutcome.NoCapacity;
-            }
+            await tx.RollbackAsync(cancellationToken);
+            return refused;
         }
         await using (var ins = Cmd(c, tx, "INSERT INTO migrations(instance_id,source_host_id,dest_host_id,kind,cpu_milli,mem_mib,disk_gib,started_at) VALUES ($i,$s,$d,$k,$c,$m,$g,$at)"))
         {
