@@ -24,22 +24,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
 
     private Task<Cli.Result> S(params string[] args) => Cli.RunInAsync(Url, TimeSpan.FromMinutes(5), _data, args);
 
-    private static async Task<string?> PageAsync(int port)
-    {
-        try
-        {
-            return await Http.GetStringAsync($"http://127.0.0.1:{port}/");
-        }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
-        {
-            return null;
-        }
-    }
-
     private async Task<JsonElement> ShowAsync(string name) => (await S("server", "show", name, "-o", "json")).Ok().Json();
-
-    private static int HttpPort(JsonElement server) =>
-        server.GetProperty("forwards").EnumerateArray().First(f => f.GetProperty("guest_port").GetInt32() == 80).GetProperty("host_port").GetInt32();
 
     /// <summary>Live QEMU processes per VM id (cmdline contains the id), with their pids.</summary>
     private static Dictionary<string, List<int>> QemuByVm(IEnumerable<string> ids)
@@ -111,7 +96,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
         (await S("host", "enable", "host-3")).Ok();
         foreach (var n in names)
         {
-            await WaitAsync(async () => await PageAsync(HttpPort(await ShowAsync(n))) is not null, TimeSpan.FromSeconds(120), $"{n} answering");
+            await WaitAsync(async () => await ScenarioKit.PageAsync(ScenarioKit.HttpPort(await ShowAsync(n))) is not null, TimeSpan.FromSeconds(120), $"{n} answering");
         }
 
         // The watcher: at no instant two QEMU processes for one VM.
@@ -143,7 +128,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
         foreach (var n in names)
         {
             var s = await ShowAsync(n);
-            await WaitAsync(async () => await PageAsync(HttpPort(s)) is not null, TimeSpan.FromSeconds(90), $"{n} answering after recovery");
+            await WaitAsync(async () => await ScenarioKit.PageAsync(ScenarioKit.HttpPort(s)) is not null, TimeSpan.FromSeconds(90), $"{n} answering after recovery");
         }
         var answering = clock.Elapsed;
         Assert.All(QemuByVm(ids.Values), kv => Assert.Single(kv.Value));
@@ -173,10 +158,10 @@ public sealed class HaScenarioTests : IAsyncLifetime
         {
             Assert.Equal(crashHost, placement[n].GetProperty("host_name").GetString());
             Assert.Equal(pidsBefore[ids[n]], Assert.Single(QemuByVm([ids[n]])[ids[n]]));
-            Assert.NotNull(await PageAsync(HttpPort(placement[n])));
+            Assert.NotNull(await ScenarioKit.PageAsync(ScenarioKit.HttpPort(placement[n])));
         }
         using var proxy = new CuttableProxy(JsonDocument.Parse(await Http.GetStringAsync($"{Url}/v1/health")).RootElement.GetProperty("agent_endpoint").GetString()!);
-        await StartAgentAsync(crashHost, $"http://127.0.0.1:{proxy.Port}");
+        await ScenarioKit.StartAgentAsync(_data, crashHost, $"http://127.0.0.1:{proxy.Port}");
         await WaitAsync(async () => (await ServersAsync(onCrashHost)).Values.All(s => s.GetProperty("vm_state").GetString() == "active")
             && JsonDocument.Parse(await Http.GetStringAsync($"{Url}/v1/health")).RootElement.GetProperty("hosts_connected").GetInt32() == 2,
             TimeSpan.FromSeconds(60), "re-adoption after the agent restart");
@@ -200,7 +185,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
         foreach (var n in onCrashHost)
         {
             var s = await ShowAsync(n);
-            await WaitAsync(async () => await PageAsync(HttpPort(s)) is not null, TimeSpan.FromSeconds(90), $"{n} answering after the cut");
+            await WaitAsync(async () => await ScenarioKit.PageAsync(ScenarioKit.HttpPort(s)) is not null, TimeSpan.FromSeconds(90), $"{n} answering after the cut");
         }
         proxy.Unblock();
         await Task.Delay(TimeSpan.FromSeconds(8)); // the agent reconnects with a stale epoch and releases what it no longer owns
@@ -225,22 +210,6 @@ public sealed class HaScenarioTests : IAsyncLifetime
         {
             Console.WriteLine(line);
         }
-    }
-
-    private async Task StartAgentAsync(string host, string controller)
-    {
-        var dir = Path.Combine(_data, "agents", host);
-        var exe = Path.Combine(Cli.RepoRoot, "src", "Stratus.Agent", "bin", "Release", "net10.0", "stratus-agent");
-        var args = new[]
-        {
-            "--controller", controller, "--data-dir", dir, "--name", host, "--driver", "qemu",
-            "--shared-pool", Path.Combine(_data, "shared"), "--token-file", Path.Combine(dir, "token"), "--stop-vms-on-exit",
-        };
-        var sh = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
-        sh.ArgumentList.Add("-c");
-        sh.ArgumentList.Add($"setsid {exe} {string.Join(' ', args.Select(a => "'" + a + "'"))} >>'{Path.Combine(dir, "agent.log")}' 2>&1 </dev/null &");
-        using var p = Process.Start(sh)!;
-        await p.WaitForExitAsync();
     }
 
     public async Task DisposeAsync()

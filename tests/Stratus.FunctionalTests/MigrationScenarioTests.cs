@@ -24,24 +24,12 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
 
     private Task<Cli.Result> S(params string[] args) => Cli.RunInAsync(Url, TimeSpan.FromMinutes(5), _data, args);
 
-    private static async Task<string?> PageAsync(int port)
-    {
-        try
-        {
-            return await Http.GetStringAsync($"http://127.0.0.1:{port}/");
-        }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
-        {
-            return null;
-        }
-    }
-
     private static async Task<string> WaitPageAsync(int port, TimeSpan timeout)
     {
         var sw = Stopwatch.StartNew();
         while (sw.Elapsed < timeout)
         {
-            if (await PageAsync(port) is { } page)
+            if (await ScenarioKit.PageAsync(port) is { } page)
             {
                 return page;
             }
@@ -54,9 +42,6 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         double.Parse(page.Split('\n').First(l => l.StartsWith("uptime_s=", StringComparison.Ordinal))[9..], CultureInfo.InvariantCulture);
 
     private async Task<JsonElement> ShowAsync(string name) => (await S("server", "show", name, "-o", "json")).Ok().Json();
-
-    private static int HttpPort(JsonElement server) =>
-        server.GetProperty("forwards").EnumerateArray().First(f => f.GetProperty("guest_port").GetInt32() == 80).GetProperty("host_port").GetInt32();
 
     /// <summary>QEMU processes running the VM, with the agent directory each was started from.</summary>
     private static List<(int Pid, string Cmdline)> Qemu(string id) =>
@@ -100,7 +85,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         var id = web.GetProperty("id").GetString()!;
         Assert.Equal("shared", web.GetProperty("storage_pool").GetString());
         var source = web.GetProperty("host_name").GetString() ?? (await ShowAsync("web")).GetProperty("host_name").GetString()!;
-        var port = HttpPort(web);
+        var port = ScenarioKit.HttpPort(web);
         await WaitPageAsync(port, TimeSpan.FromSeconds(120));
         var sourceDir = Path.Combine(_data, "agents", source);
         Assert.Contains(Qemu(id), p => p.Cmdline.Contains(sourceDir, StringComparison.Ordinal));
@@ -117,7 +102,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
                 {
                     using var c = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
                     var s = JsonDocument.Parse(await c.GetStringAsync($"{Url}/v1/servers/{id}")).RootElement;
-                    Volatile.Write(ref followPort, HttpPort(s));
+                    Volatile.Write(ref followPort, ScenarioKit.HttpPort(s));
                 }
                 catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
                 {
@@ -131,7 +116,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
             var longest = 0.0;
             while (!stopPolling.IsCancellationRequested)
             {
-                var page = await PageAsync(Volatile.Read(ref followPort));
+                var page = await ScenarioKit.PageAsync(Volatile.Read(ref followPort));
                 // Only the guest's own page counts as an answer (a port just bound by a destination that is
                 // still receiving the VM can accept a connection and return nothing).
                 if (page is not null && page.Contains("uptime_s=", StringComparison.Ordinal))
@@ -155,8 +140,8 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
 
         var destination = migrated.GetProperty("host_name").GetString()!;
         Assert.Equal(OtherHost(source), destination);
-        Assert.NotEqual(port, HttpPort(migrated)); // the destination bound its own forward
-        var page = await WaitPageAsync(HttpPort(migrated), TimeSpan.FromSeconds(10));
+        Assert.NotEqual(port, ScenarioKit.HttpPort(migrated)); // the destination bound its own forward
+        var page = await WaitPageAsync(ScenarioKit.HttpPort(migrated), TimeSpan.FromSeconds(10));
         Assert.Contains($"id={id}", page, StringComparison.Ordinal);
         // The guest's memory survived: uptime kept counting (never went back).
         lock (uptimes)
@@ -178,7 +163,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
 
         // ---- a migration that cannot complete: the destination agent is killed mid-way → rolled back.
         var back = OtherHost(destination);
-        var slowPort = HttpPort(migrated);
+        var slowPort = ScenarioKit.HttpPort(migrated);
         (await S("server", "migrate", "web", "--live", "--bandwidth-mibps", "1")).Ok();
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while ((await ShowAsync("web")).GetProperty("migration") is not { ValueKind: JsonValueKind.Object } m || m.GetProperty("phase").GetString() != "migrating")
@@ -205,7 +190,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         report.Add($"rollback: {failed.GetProperty("message").GetString()}");
 
         // The killed agent comes back by hand (as on a real server) and clears what it had prepared.
-        await StartAgentAsync(back, null);
+        await ScenarioKit.StartAgentAsync(_data, back, null);
         await WaitHostsConnectedAsync(2);
         deadline = DateTime.UtcNow.AddSeconds(30);
         while (Qemu(id).Count != 1 || Directory.Exists(Path.Combine(_data, "agents", back, "qemu", "vms", id)))
@@ -218,10 +203,10 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         var pidBefore = Qemu(id)[0].Pid;
         Process.GetProcessById(AgentPid(destination)).Kill();
         await Task.Delay(1500);
-        Assert.NotNull(await PageAsync(slowPort));
+        Assert.NotNull(await ScenarioKit.PageAsync(slowPort));
         // Restarted through a proxy we can cut, to show a severed stream does not stop its VMs either.
         using var proxy = new CuttableProxy(AgentTcpEndpoint());
-        await StartAgentAsync(destination, $"http://127.0.0.1:{proxy.Port}");
+        await ScenarioKit.StartAgentAsync(_data, destination, $"http://127.0.0.1:{proxy.Port}");
         await WaitHostsConnectedAsync(2);
         await Task.Delay(2000);
         Assert.Equal(pidBefore, Assert.Single(Qemu(id)).Pid);
@@ -230,7 +215,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         Assert.Equal(JsonValueKind.Null, readopted.GetProperty("task").ValueKind);
         proxy.Cut();
         await Task.Delay(3000);
-        Assert.NotNull(await PageAsync(slowPort));
+        Assert.NotNull(await ScenarioKit.PageAsync(slowPort));
         Assert.Equal(pidBefore, Assert.Single(Qemu(id)).Pid);
         await WaitHostsConnectedAsync(2); // it reconnected through the proxy
         Assert.True(proxy.Connections >= 2, "the agent did not reconnect after the cut");
@@ -246,7 +231,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         {
             var s = (await S("server", "create", $"m{i}", "--flavor", "tiny", "--image", "tiny", "--forward", "0:80", "--wait", "-o", "json")).Ok().Json();
             Assert.Equal(target, s.GetProperty("host_name").GetString());
-            vms.Add(($"m{i}", HttpPort(s)));
+            vms.Add(($"m{i}", ScenarioKit.HttpPort(s)));
         }
         (await S("host", "enable", OtherHost(target))).Ok();
         var uptimeBefore = new Dictionary<string, double>();
@@ -264,7 +249,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
             var s = await ShowAsync(name);
             Assert.Equal(OtherHost(target), s.GetProperty("host_name").GetString());
             Assert.Equal("active", s.GetProperty("vm_state").GetString());
-            var up = Uptime(await WaitPageAsync(HttpPort(s), TimeSpan.FromSeconds(10)));
+            var up = Uptime(await WaitPageAsync(ScenarioKit.HttpPort(s), TimeSpan.FromSeconds(10)));
             Assert.True(up >= uptimeBefore[name], $"{name}: uptime {up} s after maintenance, {uptimeBefore[name]} s before: it restarted");
             var log = (await S("server", "actions", name, "-o", "json")).Ok().Json().EnumerateArray().ToList();
             Assert.DoesNotContain(log, a => a.GetProperty("action").GetString() is "stop" or "start" or "reboot");
@@ -289,22 +274,6 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         using var c = new HttpClient();
         var h = JsonDocument.Parse(c.GetStringAsync($"{Url}/v1/health").GetAwaiter().GetResult()).RootElement;
         return h.GetProperty("agent_endpoint").GetString()!;
-    }
-
-    private async Task StartAgentAsync(string host, string? controller)
-    {
-        var dir = Path.Combine(_data, "agents", host);
-        var exe = Path.Combine(Cli.RepoRoot, "src", "Stratus.Agent", "bin", "Release", "net10.0", "stratus-agent");
-        var args = new[]
-        {
-            "--controller", controller ?? "unix:" + Path.Combine(_data, "agent.sock"), "--data-dir", dir, "--name", host, "--driver", "qemu",
-            "--shared-pool", Path.Combine(_data, "shared"), "--token-file", Path.Combine(dir, "token"), "--stop-vms-on-exit",
-        };
-        var sh = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
-        sh.ArgumentList.Add("-c");
-        sh.ArgumentList.Add($"setsid {exe} {string.Join(' ', args.Select(a => "'" + a + "'"))} >>'{Path.Combine(dir, "agent.log")}' 2>&1 </dev/null &");
-        using var p = Process.Start(sh)!;
-        await p.WaitForExitAsync();
     }
 
     private async Task WaitHostsConnectedAsync(int n)
