@@ -16,10 +16,11 @@ cleanup() { kill "${APID:-}" "${CPID:-}" 2>/dev/null || true; wait 2>/dev/null |
 trap cleanup EXIT
 "$STRATUSD" --data-dir "$DATA" --port "$PORT" --hosts 0 --expect-hosts "$N" --driver simulated >"$DATA/stratusd.log" 2>&1 &
 CPID=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/v1/health" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/v1/health" >/dev/null && [ -s "$DATA/admin-credentials.json" ] && break; sleep 0.1; done
+AUTH="Authorization: Bearer $(sed -E 's/.*"api_key": *"([^"]+)".*/\1/' "$DATA/admin-credentials.json")"
 # One token per hollow host, issued through the API (each host name gets its own).
 for i in $(seq 1 "$N"); do
-  tok=$(curl -sf -X POST -H 'content-type: application/json' -d "{\"host\":\"hollow-$i\"}" "http://127.0.0.1:$PORT/v1/hosts/tokens" | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  tok=$(curl -sf -X POST -H "$AUTH" -H 'content-type: application/json' -d "{\"host\":\"hollow-$i\"}" "http://127.0.0.1:$PORT/v1/hosts/tokens" | sed -E 's/.*"token":"([^"]+)".*/\1/')
   echo "hollow-$i $tok"
 done >"$DATA/tokens"
 t0=$(date +%s.%N)
@@ -39,7 +40,7 @@ c0=$(ticks "$CPID"); a0=$(ticks "$APID"); s0=$(date +%s.%N)
 sleep "$WINDOW"
 c1=$(ticks "$CPID"); a1=$(ticks "$APID"); s1=$(date +%s.%N)
 rss=$(awk '/VmRSS/{print $2}' "/proc/$CPID/status")
-curl -sf "http://127.0.0.1:$PORT/v1/hosts" >"$DATA/hosts.json"
+curl -sf -H "$AUTH" "http://127.0.0.1:$PORT/v1/hosts" >"$DATA/hosts.json"
 python3 - "$N" "$DATA/hosts.json" "$t0" "$t1" "$c0" "$c1" "$a0" "$a1" "$s0" "$s1" "$hz" "$rss" <<'PY'
 import json, sys, datetime
 n, hosts_file, t0, t1, c0, c1, a0, a1, s0, s1, hz, rss = sys.argv[1:]

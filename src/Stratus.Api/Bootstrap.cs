@@ -3,11 +3,15 @@ using Stratus.Core.Wire;
 
 namespace Stratus.Api;
 
-/// <summary>Registers the default image `tiny` and flavors tiny/small/medium on a new cloud.</summary>
-public sealed class Bootstrap(StratusdOptions options, CloudService cloud) : IHostedService
+/// <summary>On a new cloud: the first admin and its credential file; the default image `tiny` and flavors tiny/small/medium (public).</summary>
+public sealed class Bootstrap(StratusdOptions options, CloudService cloud, Controller.Identity.IdentityService identity) : IHostedService
 {
+    /// <summary>DATA_DIR/admin-credentials.json: the first admin's password and API key (mode 0600), written once on a new cloud.</summary>
+    public static string CredentialFile(string dataDir) => Path.Combine(dataDir, "admin-credentials.json");
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        await identity.BootstrapAdminAsync(CredentialFile(options.DataDir), cancellationToken);
         if (!options.BootstrapDefaults)
         {
             return;

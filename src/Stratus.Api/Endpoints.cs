@@ -1,5 +1,7 @@
 using System.Reflection;
 using Stratus.Controller;
+using Stratus.Controller.Identity;
+using Stratus.Core.Identity;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
 using Stratus.Core.Lifecycle;
@@ -13,11 +15,10 @@ public static class Endpoints
 {
     private static readonly string Version = typeof(Endpoints).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
 
-    private const string RequestedBy = "api";
-
     public static void Map(WebApplication app)
     {
         var v1 = app.MapGroup("/v1");
+        IdentityEndpoints.Map(v1);
 
         v1.MapGet("/health", async (IStateStore store, AgentHub hub, Reconciler rec, ControllerOptions co, StratusdOptions so, ListenEndpoints le, CancellationToken ct) =>
         {
@@ -34,15 +35,20 @@ public static class Endpoints
         });
 
         // ---- flavors
-        v1.MapGet("/flavors", async (IStateStore store, CancellationToken ct) =>
-            Http.Json(new ListDto<FlavorDto>((await store.ListFlavorsAsync(ct)).Select(f => f.ToDto()).ToList(), null)));
+        v1.MapGet("/flavors", async (HttpContext ctx, IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<FlavorDto>((await store.ListFlavorsAsync(ct)).Where(f => CloudService.FlavorVisible(f, Caller.Of(ctx).Scope)).Select(f => f.ToDto()).ToList(), null)));
         v1.MapPost("/flavors", async (HttpContext ctx, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<CreateFlavorRequest>(ctx);
             return err ?? Http.From(ctx, await cloud.CreateFlavorAsync(req!, ctx.RequestAborted), f => f.ToDto(), 201);
         });
         v1.MapGet("/flavors/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
-            Http.From(ctx, await cloud.GetFlavorAsync(reference, ctx.RequestAborted), f => f.ToDto()));
+        {
+            var o = await cloud.GetFlavorAsync(reference, ctx.RequestAborted);
+            return o.Ok && !CloudService.FlavorVisible(o.Value!, Caller.Of(ctx).Scope)
+                ? Http.Problem(ctx, Problem.NotFound("flavor", reference))
+                : Http.From(ctx, o, f => f.ToDto());
+        });
         v1.MapDelete("/flavors/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
         {
             var o = await cloud.DeleteFlavorAsync(reference, ctx.RequestAborted);
@@ -50,8 +56,8 @@ public static class Endpoints
         });
 
         // ---- images
-        v1.MapGet("/images", async (IStateStore store, CancellationToken ct) =>
-            Http.Json(new ListDto<ImageDto>((await store.ListImagesAsync(ct)).Select(i => i.ToDto()).ToList(), null)));
+        v1.MapGet("/images", async (HttpContext ctx, IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<ImageDto>((await store.ListImagesAsync(ct)).Where(i => CloudService.ImageVisible(i, Caller.Of(ctx).Scope)).Select(i => i.ToDto()).ToList(), null)));
         v1.MapPost("/images", async (HttpContext ctx, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<CreateImageRequest>(ctx);
@@ -69,14 +75,28 @@ public static class Endpoints
                 limit.MaxRequestBodySize = images.MaxBytes;
             }
             var q = ctx.Request.Query;
-            var o = await images.ImportAsync(q["name"], ctx.Request.Body, ctx.Request.ContentLength, q["filename"], q["disk_format"], ctx.RequestAborted);
+            var o = await images.ImportAsync(q["name"], ctx.Request.Body, ctx.Request.ContentLength, q["filename"], q["disk_format"], ctx.RequestAborted, Caller.Of(ctx).ProjectId);
             return Http.From(ctx, o, i => i.ToDto(), 201);
         });
         v1.MapGet("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
-            Http.From(ctx, await cloud.GetImageAsync(reference, ctx.RequestAborted), i => i.ToDto()));
+        {
+            var o = await cloud.GetImageAsync(reference, ctx.RequestAborted);
+            return o.Ok && !CloudService.ImageVisible(o.Value!, Caller.Of(ctx).Scope)
+                ? Http.Problem(ctx, Problem.NotFound("image", reference))
+                : Http.From(ctx, o, i => i.ToDto());
+        });
         v1.MapDelete("/images/{reference}", async (HttpContext ctx, string reference, CloudService cloud, ImageStore images) =>
         {
             var found = await cloud.GetImageAsync(reference, ctx.RequestAborted);
+            var scope = Caller.Of(ctx).Scope;
+            if (found.Ok && !CloudService.ImageVisible(found.Value!, scope))
+            {
+                return Http.Problem(ctx, Problem.NotFound("image", reference));
+            }
+            if (found.Ok && !CloudService.Owns(scope, found.Value!.ProjectId))
+            {
+                return Http.Problem(ctx, new Problem("forbidden", 403, "Forbidden", $"image '{found.Value.Name}' is public and belongs to another project"));
+            }
             var o = await cloud.DeleteImageAsync(reference, ctx.RequestAborted);
             if (!o.Ok)
             {
@@ -128,7 +148,7 @@ public static class Endpoints
             {
                 return Http.Problem(ctx, Problem.Validation(errors));
             }
-            var page = await store.ListInstancesAsync(new InstanceQuery(limit, marker, q["name"], state, host), ctx.RequestAborted);
+            var page = await store.ListInstancesAsync(new InstanceQuery(limit, marker, q["name"], state, host, Project: Caller.Of(ctx).Scope), ctx.RequestAborted);
             var names = await HostNamesAsync(store, ctx.RequestAborted);
             return Http.Json(new ListDto<ServerDto>(page.Items.Select(i => i.ToDto(Name(names, i))).ToList(), page.NextMarker));
         });
@@ -144,7 +164,7 @@ public static class Endpoints
                 return Http.Problem(ctx, portProblem);
             }
             string? key = ctx.Request.Headers["Idempotency-Key"];
-            var o = await cloud.CreateServersAsync(req!, key, RequestedBy, ctx.RequestAborted);
+            var o = await cloud.CreateServersAsync(req!, key, Caller.Of(ctx).Actor, ctx.RequestAborted, Caller.Of(ctx));
             if (!o.Ok)
             {
                 return Http.Problem(ctx, o.Problem!);
@@ -167,12 +187,12 @@ public static class Endpoints
         v1.MapPost("/servers/{reference}/migrate", async (HttpContext ctx, string reference, Migrator migrator) =>
         {
             var (req, err) = await Http.ReadAsync<MigrateRequest>(ctx);
-            return err ?? Http.From(ctx, await migrator.StartAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202);
+            return err ?? Http.From(ctx, await migrator.StartAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202);
         });
         v1.MapPut("/servers/{reference}/ha", async (HttpContext ctx, string reference, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<HaRequest>(ctx);
-            return err ?? Http.From(ctx, await cloud.SetHaAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null));
+            return err ?? Http.From(ctx, await cloud.SetHaAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted), i => i.ToDto(null));
         });
         v1.MapGet("/incidents", async (IStateStore store, CancellationToken ct) =>
         {
@@ -188,22 +208,27 @@ public static class Endpoints
         v1.MapPost("/servers/{reference}/migrate/abort", async (HttpContext ctx, string reference, Migrator migrator) =>
             Http.From(ctx, await migrator.AbortAsync(reference, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202));
         v1.MapDelete("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
-            Http.From(ctx, await cloud.DeleteServerAsync(reference, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202));
-        v1.MapPost("/servers/{reference}/snapshots", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await cloud.DeleteServerAsync(reference, Caller.Of(ctx).Actor, ctx.RequestAborted), i => i.ToDto(null), 202));
+        v1.MapPost("/servers/{reference}/snapshots", async (HttpContext ctx, string reference, DataProtection dp, CloudService cloud, QuotaGate quotas) =>
         {
             var (req, err) = await Http.ReadAsync<CreateSnapshotRequest>(ctx);
-            return err ?? Http.From(ctx, await dp.CreateSnapshotAsync(reference, req!, RequestedBy, ctx.RequestAborted), s => s, 201);
+            if (err is not null)
+            {
+                return err;
+            }
+            var owner = (await cloud.ResolveServerAsync(reference, ctx.RequestAborted))!.Project;
+            return Http.From(ctx, await quotas.WithinAsync(owner, QuotaKind.Snapshots, () => dp.CreateSnapshotAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted), ctx.RequestAborted), s => s, 201);
         });
         v1.MapGet("/servers/{reference}/snapshots", async (HttpContext ctx, string reference, DataProtection dp) =>
             Http.From(ctx, await dp.ListSnapshotsAsync(reference, ctx.RequestAborted), s => s));
         v1.MapPost("/servers/{reference}/snapshots/{name}/revert", async (HttpContext ctx, string reference, string name, DataProtection dp) =>
-            Http.From(ctx, await dp.RevertSnapshotAsync(reference, name, RequestedBy, ctx.RequestAborted), s => s));
+            Http.From(ctx, await dp.RevertSnapshotAsync(reference, name, Caller.Of(ctx).Actor, ctx.RequestAborted), s => s));
         v1.MapDelete("/servers/{reference}/snapshots/{name}", async (HttpContext ctx, string reference, string name, DataProtection dp) =>
         {
-            var o = await dp.DeleteSnapshotAsync(reference, name, RequestedBy, ctx.RequestAborted);
+            var o = await dp.DeleteSnapshotAsync(reference, name, Caller.Of(ctx).Actor, ctx.RequestAborted);
             return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
         });
-        v1.MapPost("/servers/{reference}/backups", async (HttpContext ctx, string reference, DataProtection dp) =>
+        v1.MapPost("/servers/{reference}/backups", async (HttpContext ctx, string reference, DataProtection dp, CloudService cloud, QuotaGate quotas) =>
         {
             var req = new CreateBackupRequest(null);
             if (ctx.Request.ContentLength is > 0 || ctx.Request.ContentType is not null)
@@ -215,18 +240,29 @@ public static class Endpoints
                 }
                 req = body!;
             }
-            return Http.From(ctx, await dp.BackupAsync(reference, req, RequestedBy, ctx.RequestAborted), b => b, 201);
+            var owner = (await cloud.ResolveServerAsync(reference, ctx.RequestAborted))!.Project;
+            return Http.From(ctx, await quotas.WithinAsync(owner, QuotaKind.Backups, () => dp.BackupAsync(reference, req, Caller.Of(ctx).Actor, ctx.RequestAborted), ctx.RequestAborted), b => b, 201);
         });
-        v1.MapGet("/backups", async (HttpContext ctx, DataProtection dp) => Http.Json(await dp.ListBackupsAsync(ctx.RequestAborted)));
+        v1.MapGet("/backups", async (HttpContext ctx, DataProtection dp, IStateStore store) =>
+        {
+            var scope = Caller.Of(ctx).Scope;
+            var all = await dp.ListBackupsAsync(ctx.RequestAborted);
+            if (scope is null)
+            {
+                return Http.Json(all);
+            }
+            var own = (await store.ListInstancesAsync(new InstanceQuery(1000000, IncludeDeleted: true, Project: scope), ctx.RequestAborted)).Items.Select(i => i.Id.ToString()).ToHashSet();
+            return Http.Json(all.Where(b => own.Contains(b.ServerId)).ToList());
+        });
         v1.MapPost("/backups/{reference}/restore", async (HttpContext ctx, string reference, DataProtection dp, IStateStore store) =>
         {
             var (req, err) = await Http.ReadAsync<RestoreBackupRequest>(ctx);
-            return err ?? Http.From(ctx, await dp.RestoreAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202);
+            return err ?? Http.From(ctx, await dp.RestoreAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted, Caller.Of(ctx)), i => i.ToDto(null), 202);
         });
         v1.MapPost("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<ServerActionRequest>(ctx);
-            return err ?? Http.From(ctx, await cloud.ActAsync(reference, req!, RequestedBy, ctx.RequestAborted), i => i.ToDto(null), 202);
+            return err ?? Http.From(ctx, await cloud.ActAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted), i => i.ToDto(null), 202);
         });
         v1.MapGet("/servers/{reference}/actions", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.ListActionsAsync(reference, ctx.RequestAborted), list => new ListDto<ActionDto>(list.Select(a => a.ToDto()).ToList(), null)));
@@ -272,12 +308,12 @@ public static class Endpoints
         });
 
         // ---- server groups
-        v1.MapGet("/groups", async (IStateStore store, CancellationToken ct) =>
-            Http.Json(new ListDto<ServerGroupDto>((await store.ListGroupsAsync(ct)).Select(g => g.ToDto()).ToList(), null)));
+        v1.MapGet("/groups", async (HttpContext ctx, IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<ServerGroupDto>((await store.ListGroupsAsync(ct)).Where(g => CloudService.Owns(Caller.Of(ctx).Scope, g.ProjectId)).Select(g => g.ToDto()).ToList(), null)));
         v1.MapPost("/groups", async (HttpContext ctx, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<CreateGroupRequest>(ctx);
-            return err ?? Http.From(ctx, await cloud.CreateGroupAsync(req!, ctx.RequestAborted), g => g.ToDto(), 201);
+            return err ?? Http.From(ctx, await cloud.CreateGroupAsync(req!, ctx.RequestAborted, Caller.Of(ctx).ProjectId), g => g.ToDto(), 201);
         });
         v1.MapGet("/groups/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.GetGroupAsync(reference, ctx.RequestAborted), g => g.ToDto()));
@@ -321,12 +357,12 @@ public static class Endpoints
         });
 
         // ---- keypairs
-        v1.MapGet("/keypairs", async (IStateStore store, CancellationToken ct) =>
-            Http.Json(new ListDto<KeypairDto>((await store.ListKeypairsAsync(ct)).Select(k => k.ToDto()).ToList(), null)));
+        v1.MapGet("/keypairs", async (HttpContext ctx, IStateStore store, CancellationToken ct) =>
+            Http.Json(new ListDto<KeypairDto>((await store.ListKeypairsAsync(ct)).Where(k => CloudService.Owns(Caller.Of(ctx).Scope, k.ProjectId)).Select(k => k.ToDto()).ToList(), null)));
         v1.MapPost("/keypairs", async (HttpContext ctx, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<ImportKeypairRequest>(ctx);
-            return err ?? Http.From(ctx, await cloud.ImportKeypairAsync(req!, ctx.RequestAborted), k => k.ToDto(), 201);
+            return err ?? Http.From(ctx, await cloud.ImportKeypairAsync(req!, ctx.RequestAborted, Caller.Of(ctx).ProjectId), k => k.ToDto(), 201);
         });
         v1.MapGet("/keypairs/{reference}", async (HttpContext ctx, string reference, CloudService cloud) =>
             Http.From(ctx, await cloud.GetKeypairAsync(reference, ctx.RequestAborted), k => k.ToDto()));

@@ -58,6 +58,7 @@ namespace Stratus.Api
                         case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
                         case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--session-hours": o.Identity = new Controller.Identity.IdentityOptions { SessionLifetime = TimeSpan.FromHours(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
                         case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
@@ -132,6 +133,9 @@ namespace Stratus.Api
                 HasSharedPool = options.SharedPool is not null,
             });
             builder.Services.AddSingleton<AgentTokens>();
+            builder.Services.AddSingleton(options.Identity);
+            builder.Services.AddSingleton<Controller.Identity.IdentityService>();
+            builder.Services.AddSingleton<Controller.Identity.QuotaGate>();
             builder.Services.AddSingleton<Migrator>();
             builder.Services.AddSingleton(new HaOptions
             {
@@ -209,6 +213,9 @@ namespace Stratus.Api
                     new ProblemDto($"https://stratus.dev/errors/{code}", code.Replace('_', ' '), status, $"{ctx.Request.Method} {ctx.Request.Path}", code, null, ctx.Request.Path),
                     WireJson.Options);
             });
+            app.UseRouting();
+            app.UseMiddleware<AccessMiddleware>();
+            app.UseMiddleware<ScopeMiddleware>();
             app.MapOpenApi("/v1/openapi.json");
             app.MapGrpcService<AgentChannelService>();
             Endpoints.Map(app);

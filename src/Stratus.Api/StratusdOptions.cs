@@ -65,6 +65,9 @@ public sealed class StratusdOptions
     /// <summary>The consolidation loop, standby, power driver and energy report (off unless --consolidation).</summary>
     public Controller.Consolidation.ConsolidationOptions Consolidation { get; set; } = new();
 
+    /// <summary>Sessions, password hashing, login slow-down.</summary>
+    public Controller.Identity.IdentityOptions Identity { get; set; } = new();
+
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>();

@@ -9,6 +9,14 @@ public static class Commands
 {
     private static readonly Option<string?> Url = new("--url") { Description = "Controller address (default: $STRATUS_URL, then http://127.0.0.1:7300)", Recursive = true };
 
+    private static readonly Option<string?> Token = new("--token") { Description = "Bearer credential (default: $STRATUS_TOKEN, then the `login` token for the URL, then the admin credential `up` recorded for it)", Recursive = true };
+
+    /// <summary>The controller URL this invocation talks to.</summary>
+    public static Uri UrlOf(ParseResult r) => StratusClient.ResolveUrl(r.GetValue(Url));
+
+    /// <summary>The explicit --token, if any.</summary>
+    public static string? TokenOf(ParseResult r) => r.GetValue(Token);
+
     private static Option<string> OutputOption() => new("--output", "-o")
     {
         Description = "Output format: table or json (json prints the objects the REST API returns)",
@@ -21,6 +29,7 @@ public static class Commands
     {
         var root = new RootCommand("Stratus: a private cloud of real virtual machines");
         root.Options.Add(Url);
+        root.Options.Add(Token);
         root.Subcommands.Add(UpCommand());
         root.Subcommands.Add(DownCommand());
         root.Subcommands.Add(FlavorCommand());
@@ -34,6 +43,10 @@ public static class Commands
         root.Subcommands.Add(InventoryCommands.Aggregate(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Energy(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Consolidation(Api, OutputOption));
+        foreach (var identity in IdentityCommands.All(Api, UrlOf, OutputOption))
+        {
+            root.Subcommands.Add(identity);
+        }
         foreach (var extra in Extensions.Commands())
         {
             root.Subcommands.Add(extra);
@@ -488,7 +501,8 @@ public static class Commands
     {
         try
         {
-            using var client = StratusClient.Create(StratusClient.ResolveUrl(r.GetValue(Url)));
+            var url = UrlOf(r);
+            using var client = StratusClient.Create(url, null, Credentials.Resolve(url, r.GetValue(Token)));
             await body(client);
             return 0;
         }

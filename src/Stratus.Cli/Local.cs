@@ -85,8 +85,18 @@ public static class Local
             await p.WaitForExitAsync(ct);
         }
         var url = new Uri($"http://127.0.0.1:{port}/");
-        using var client = StratusClient.Create(url, TimeSpan.FromSeconds(5));
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(180);
+        // The controller writes its first admin's credential on a new cloud; record it for this URL so the CLI finds it.
+        string? key = null;
+        while ((key = Credentials.ReadBootstrapKey(dataDir)) is null && DateTime.UtcNow < deadline && !(ReadPid(dataDir) is null && ExitedEarly(dataDir)))
+        {
+            await Task.Delay(50, ct);
+        }
+        if (key is not null)
+        {
+            Credentials.SaveBootstrap(url, key);
+        }
+        using var client = StratusClient.Create(url, TimeSpan.FromSeconds(5), key);
         if (remote && await StartAgentsAsync(client, dataDir, driver, hosts, shared, extra, deadline, ct) is { } failed)
         {
             return failed;

@@ -27,8 +27,16 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         return new Uri(url.TrimEnd('/') + "/");
     }
 
-    public static StratusClient Create(Uri baseUrl, TimeSpan? timeout = null) =>
-        new(new HttpClient { BaseAddress = baseUrl, Timeout = timeout ?? TimeSpan.FromSeconds(30) });
+    /// <summary>A client for <paramref name="baseUrl"/>; with a <paramref name="token"/>, every request carries it as a bearer credential.</summary>
+    public static StratusClient Create(Uri baseUrl, TimeSpan? timeout = null, string? token = null)
+    {
+        var http = new HttpClient { BaseAddress = baseUrl, Timeout = timeout ?? TimeSpan.FromSeconds(30) };
+        if (!string.IsNullOrEmpty(token))
+        {
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        }
+        return new StratusClient(http);
+    }
 
     public Uri? BaseAddress => http.BaseAddress;
 
@@ -187,6 +195,22 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         if (resolution is not null) { q.Add($"resolution={Esc(resolution)}"); }
         return q.Count > 0 ? "?" + string.Join('&', q) : "";
     }
+
+    // identity, projects, quotas
+    public Task<TokenDto> LoginAsync(LoginRequest r, CancellationToken ct = default) => SendAsync<TokenDto>(HttpMethod.Post, "v1/auth/login", r, null, ct);
+    public Task LogoutAsync(CancellationToken ct = default) => SendAsync<object>(HttpMethod.Post, "v1/auth/logout", null, null, ct);
+    public Task<WhoAmIDto> WhoAmIAsync(CancellationToken ct = default) => GetAsync<WhoAmIDto>("v1/auth/whoami", ct);
+    public async Task<IReadOnlyList<CredentialDto>> ListKeysAsync(CancellationToken ct = default) => (await GetAsync<ListDto<CredentialDto>>("v1/auth/keys", ct)).Items;
+    public Task<TokenDto> CreateKeyAsync(CreateApiKeyRequest r, CancellationToken ct = default) => SendAsync<TokenDto>(HttpMethod.Post, "v1/auth/keys", r, null, ct);
+    public Task RevokeKeyAsync(string id, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/auth/keys/{Esc(id)}", null, null, ct);
+    public async Task<IReadOnlyList<ProjectDto>> ListProjectsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<ProjectDto>>("v1/projects", ct)).Items;
+    public Task<ProjectDto> CreateProjectAsync(CreateProjectRequest r, CancellationToken ct = default) => SendAsync<ProjectDto>(HttpMethod.Post, "v1/projects", r, null, ct);
+    public Task<ProjectDto> GetProjectAsync(string reference, CancellationToken ct = default) => GetAsync<ProjectDto>($"v1/projects/{Esc(reference)}", ct);
+    public Task<QuotaUsageDto> GetQuotaAsync(string project, CancellationToken ct = default) => GetAsync<QuotaUsageDto>($"v1/projects/{Esc(project)}/quota", ct);
+    public Task<QuotasDto> SetQuotaAsync(string project, QuotasDto q, CancellationToken ct = default) => SendAsync<QuotasDto>(HttpMethod.Put, $"v1/projects/{Esc(project)}/quota", q, null, ct);
+    public async Task<IReadOnlyList<UserDto>> ListUsersAsync(CancellationToken ct = default) => (await GetAsync<ListDto<UserDto>>("v1/users", ct)).Items;
+    public Task<UserDto> CreateUserAsync(CreateUserRequest r, CancellationToken ct = default) => SendAsync<UserDto>(HttpMethod.Post, "v1/users", r, null, ct);
+    public Task<UserDto> SetRoleAsync(string user, RoleRequest r, CancellationToken ct = default) => SendAsync<UserDto>(HttpMethod.Put, $"v1/users/{Esc(user)}/roles", r, null, ct);
 
     // plumbing
     private Task<T> GetAsync<T>(string path, CancellationToken ct) => SendAsync<T>(HttpMethod.Get, path, null, null, ct);

@@ -1,5 +1,6 @@
 using System.Text;
 using Stratus.Core.Compute;
+using Stratus.Core.Identity;
 using Stratus.Core.Ids;
 using Stratus.Core.Lifecycle;
 using Stratus.Core.Validation;
@@ -63,7 +64,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
 
     public static readonly IReadOnlySet<string> DiskFormats = new HashSet<string>(StringComparer.Ordinal) { "qcow2", "raw", "kernel" };
 
-    public async Task<Outcome<Image>> RegisterImageAsync(CreateImageRequest r, CancellationToken ct)
+    public async Task<Outcome<Image>> RegisterImageAsync(CreateImageRequest r, CancellationToken ct, Guid? owner = null)
     {
         var errors = new List<FieldError>();
         CheckName(r.Name, errors);
@@ -92,7 +93,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             return Problem.Validation(errors);
         }
-        var image = new Image(ImageId.New(), r.Name!, format, ImageStatus.Active, size, null, r.Path, r.IsPublic ?? true, time.GetUtcNow());
+        var image = new Image(ImageId.New(), r.Name!, format, ImageStatus.Active, size, null, r.Path, r.IsPublic ?? true, time.GetUtcNow(), owner ?? Project.AdminId);
         return await store.CreateImageAsync(image, ct) ? image : Problem.Conflict("name_in_use", $"an image named '{r.Name}' already exists");
     }
 
@@ -118,7 +119,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
 
     // ---------------- server groups ----------------
 
-    public async Task<Outcome<ServerGroup>> CreateGroupAsync(CreateGroupRequest r, CancellationToken ct)
+    public async Task<Outcome<ServerGroup>> CreateGroupAsync(CreateGroupRequest r, CancellationToken ct, Guid? owner = null)
     {
         var errors = new List<FieldError>();
         CheckName(r.Name, errors);
@@ -142,7 +143,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             return Problem.Validation(errors);
         }
-        var g = new ServerGroup(Guid.CreateVersion7(), r.Name!, r.Policy!, r.MaxPerHost ?? 1, 1, time.GetUtcNow());
+        var g = new ServerGroup(Guid.CreateVersion7(), r.Name!, r.Policy!, r.MaxPerHost ?? 1, 1, time.GetUtcNow(), owner ?? Project.AdminId);
         return await store.CreateGroupAsync(g, ct) ? g : Problem.Conflict("name_in_use", $"a server group named '{r.Name}' already exists");
     }
 
@@ -165,7 +166,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
 
     // ---------------- keypairs ----------------
 
-    public async Task<Outcome<Keypair>> ImportKeypairAsync(ImportKeypairRequest r, CancellationToken ct)
+    public async Task<Outcome<Keypair>> ImportKeypairAsync(ImportKeypairRequest r, CancellationToken ct, Guid? owner = null)
     {
         var errors = new List<FieldError>();
         CheckName(r.Name, errors);
@@ -178,7 +179,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             return Problem.Validation(errors);
         }
-        var k = new Keypair(Guid.CreateVersion7(), r.Name!, key!, fingerprint!, time.GetUtcNow());
+        var k = new Keypair(Guid.CreateVersion7(), r.Name!, key!, fingerprint!, time.GetUtcNow(), owner ?? Project.AdminId);
         return await store.CreateKeypairAsync(k, ct) ? k : Problem.Conflict("name_in_use", $"a keypair named '{r.Name}' already exists");
     }
 
@@ -196,15 +197,22 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
 
     // ---------------- servers ----------------
 
-    public async Task<Outcome<(Instance Server, bool Created)>> CreateServerAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct)
+    public async Task<Outcome<(Instance Server, bool Created)>> CreateServerAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct, Principal? caller = null)
     {
-        var o = await CreateServersAsync(r, idempotencyKey, requestedBy, ct);
+        var o = await CreateServersAsync(r, idempotencyKey, requestedBy, ct, caller);
         return o.Ok ? (o.Value.Servers[0], o.Value.Created) : o.Problem!;
     }
 
     /// <summary>Creates one server, or with <c>count</c> a batch NAME-1…NAME-N in one transaction.</summary>
-    public async Task<Outcome<(IReadOnlyList<Instance> Servers, bool Created)>> CreateServersAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct)
+    /// <remarks>
+    /// With a <paramref name="caller"/>, the server belongs to the caller's project, and only what that
+    /// project may see can be referenced (public flavors, public or own images, own keypairs and groups):
+    /// anything else is "not found", exactly as if it did not exist.
+    /// </remarks>
+    public async Task<Outcome<(IReadOnlyList<Instance> Servers, bool Created)>> CreateServersAsync(CreateServerRequest r, string? idempotencyKey, string requestedBy, CancellationToken ct, Principal? caller = null)
     {
+        var scope = caller?.Scope;
+        var owner = caller?.ProjectId ?? Project.AdminId;
         var errors = new List<FieldError>();
         CheckName(r.Name, errors);
         Flavor? flavor = null;
@@ -213,7 +221,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("flavor", "required", "is required"));
         }
-        else if ((flavor = await ResolveFlavorAsync(r.Flavor, ct)) is null)
+        else if ((flavor = await ResolveFlavorAsync(r.Flavor, ct)) is null || !FlavorVisible(flavor, scope))
         {
             errors.Add(new("flavor", "not_found", $"no flavor named or with id '{r.Flavor}'"));
         }
@@ -221,7 +229,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("image", "required", "is required"));
         }
-        else if ((image = await ResolveImageAsync(r.Image, ct)) is null)
+        else if ((image = await ResolveImageAsync(r.Image, ct)) is null || !ImageVisible(image, scope))
         {
             errors.Add(new("image", "not_found", $"no image named or with id '{r.Image}'"));
         }
@@ -253,7 +261,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("key_name", "invalid", keyProblem));
         }
-        else if (r.KeyName is not null && await store.FindKeypairAsync(r.KeyName, ct) is null)
+        else if (r.KeyName is not null && (await store.FindKeypairAsync(r.KeyName, ct) is not { } kp || !Owns(scope, kp.ProjectId)))
         {
             errors.Add(new("key_name", "not_found", $"no keypair named '{r.KeyName}'"));
         }
@@ -265,7 +273,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
             }
         }
         ServerGroup? group = null;
-        if (r.Group is not null && (group = await store.FindGroupAsync(r.Group, ct)) is null)
+        if (r.Group is not null && ((group = await store.FindGroupAsync(r.Group, ct)) is null || !Owns(scope, group.ProjectId)))
         {
             errors.Add(new("group", "not_found", $"no server group named or with id '{r.Group}'"));
         }
@@ -333,20 +341,24 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
             return Problem.Validation(errors);
         }
         var now = time.GetUtcNow();
+        // Idempotency keys are per project: another tenant's key never returns that tenant's server.
+        idempotencyKey = idempotencyKey is null ? null : $"{owner:N}/{idempotencyKey}";
         if (count > 1)
         {
-            return await CreateBatchAsync(r, count, flavor!, image!, forwards, group, requestedBy, now, ct);
+            return await CreateBatchAsync(r, count, flavor!, image!, forwards, group, requestedBy, now, owner, ct);
         }
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
             flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null,
-            StoragePool: r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, Ha: r.Ha ?? false, HaPriority: r.HaPriority ?? 0);
+            StoragePool: r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, Ha: r.Ha ?? false, HaPriority: r.HaPriority ?? 0, ProjectId: owner);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
         var outcome = await store.CreateInstanceAsync(instance, action, ct);
         switch (outcome.Status)
         {
             case CreateStatus.NameTaken:
                 return Problem.Conflict("name_in_use", $"a server named '{r.Name}' already exists");
+            case CreateStatus.QuotaExceeded:
+                return await QuotaProblemAsync(owner, 1, flavor.Resources, ct);
             case CreateStatus.Existing:
                 return ([outcome.Instance], false);
             default:
@@ -357,19 +369,22 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
 
     /// <summary>A batch: NAME-1…NAME-N created in one transaction (all or none), placed together by the reconciler.</summary>
     private async Task<Outcome<(IReadOnlyList<Instance> Servers, bool Created)>> CreateBatchAsync(CreateServerRequest r, int count, Flavor flavor, Image image,
-        List<Forward> forwards, ServerGroup? group, string requestedBy, DateTimeOffset now, CancellationToken ct)
+        List<Forward> forwards, ServerGroup? group, string requestedBy, DateTimeOffset now, Guid owner, CancellationToken ct)
     {
         var batchId = Guid.CreateVersion7();
         var batch = Enumerable.Range(1, count).Select(i =>
         {
             var inst = new Instance(InstanceId.New(), $"{r.Name}-{i}", flavor.Id, image.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
                 flavor.Resources, null, null, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id,
-                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, r.Ha ?? false, r.HaPriority ?? 0);
+                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, r.Ha ?? false, r.HaPriority ?? 0, owner);
             return (inst, new InstanceAction(0, inst.Id, "create", requestedBy, now, null, "pending", null));
         }).ToList();
-        if (await store.CreateInstancesAsync(batch, ct) == CreateStatus.NameTaken)
+        switch (await store.CreateInstancesAsync(batch, ct))
         {
-            return Problem.Conflict("name_in_use", $"a server named {r.Name}-1…{r.Name}-{count} already exists; nothing was created");
+            case CreateStatus.NameTaken:
+                return Problem.Conflict("name_in_use", $"a server named {r.Name}-1…{r.Name}-{count} already exists; nothing was created");
+            case CreateStatus.QuotaExceeded:
+                return await QuotaProblemAsync(owner, count, flavor.Resources, ct);
         }
         signal.Signal();
         return (batch.Select(b => b.inst).ToList(), true);
@@ -377,6 +392,55 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
 
     public async Task<Instance?> ResolveServerAsync(string reference, CancellationToken ct) =>
         Guid.TryParse(reference, out var g) ? await store.GetInstanceAsync(new InstanceId(g), ct) : await store.FindInstanceAsync(reference, ct);
+
+    /// <summary>
+    /// A server as a caller may see it: by id only within <paramref name="scope"/> (null: every project);
+    /// by name within the scope's project (for cloud admins: their own project first, then any).
+    /// </summary>
+    public async Task<Instance?> ResolveServerAsync(string reference, Guid? scope, Guid home, CancellationToken ct)
+    {
+        if (Guid.TryParse(reference, out var g))
+        {
+            var i = await store.GetInstanceAsync(new InstanceId(g), ct);
+            return i is not null && Owns(scope, i.ProjectId) ? i : null;
+        }
+        return await store.FindInstanceAsync(reference, scope ?? home, ct) ?? (scope is null ? await store.FindInstanceAsync(reference, ct) : null);
+    }
+
+    /// <summary>True when an object owned by <paramref name="owner"/> is visible in <paramref name="scope"/> (null: every project).</summary>
+    public static bool Owns(Guid? scope, Guid? owner) => scope is null || (owner ?? Project.AdminId) == scope;
+
+    public static bool ImageVisible(Image i, Guid? scope) => i.IsPublic || Owns(scope, i.ProjectId);
+
+    public static bool FlavorVisible(Flavor f, Guid? scope) => f.IsPublic || scope is null;
+
+    /// <summary>Why a create did not fit the project's quota: each resource that would go over, with use and limit.</summary>
+    private async Task<Problem> QuotaProblemAsync(Guid project, int count, Core.Resources.ResourceVector each, CancellationToken ct)
+    {
+        var p = await store.GetProjectAsync(project, ct);
+        var q = p?.Quotas ?? Quotas.Default;
+        var u = await store.GetProjectUsageAsync(project, ct);
+        var over = new List<string>();
+        if (u.Instances + count > q.Instances)
+        {
+            over.Add($"instances {u.Instances} + {count} > {q.Instances}");
+        }
+        var vcpus = (int)((each.MilliVcpus * count + 999) / 1000);
+        if (u.Vcpus + vcpus > q.Vcpus)
+        {
+            over.Add($"vcpus {u.Vcpus} + {vcpus} > {q.Vcpus}");
+        }
+        if (u.RamMib + each.MemoryMib * count > q.RamMib)
+        {
+            over.Add($"ram_mib {u.RamMib} + {each.MemoryMib * count} > {q.RamMib}");
+        }
+        if (u.DiskGib + each.DiskGib * count > q.DiskGib)
+        {
+            over.Add($"disk_gib {u.DiskGib} + {each.DiskGib * count} > {q.DiskGib}");
+        }
+        return new Problem("quota_exceeded", 409, "Quota exceeded",
+            $"project '{p?.Name ?? project.ToString("D")}' would exceed its quota: {(over.Count > 0 ? string.Join(", ", over) : "limits reached")}; nothing was created");
+    }
 
     public async Task<Outcome<Instance>> GetServerAsync(string reference, CancellationToken ct) =>
         await ResolveServerAsync(reference, ct) is { } i ? i : Problem.NotFound("server", reference);

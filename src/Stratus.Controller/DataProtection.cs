@@ -321,7 +321,7 @@ public sealed partial class DataProtection(IStateStore store, AgentHub hub, Clou
         return problems;
     }
 
-    public async Task<Outcome<Instance>> RestoreAsync(string backupReference, RestoreBackupRequest r, string requestedBy, CancellationToken ct)
+    public async Task<Outcome<Instance>> RestoreAsync(string backupReference, RestoreBackupRequest r, string requestedBy, CancellationToken ct, Stratus.Core.Identity.Principal? caller = null)
     {
         if (!Guid.TryParse(backupReference, out var bid) || await store.GetBackupAsync(bid, ct) is not { } backup)
         {
@@ -339,7 +339,7 @@ public sealed partial class DataProtection(IStateStore store, AgentHub hub, Clou
         {
             return Problem.Conflict("backup_unavailable", $"backup {backup.Id} is {backup.Status}");
         }
-        if (await store.FindInstanceAsync(r.Name, ct) is { IsLive: true })
+        if (await store.FindInstanceAsync(r.Name, caller?.ProjectId ?? Stratus.Core.Identity.Project.AdminId, ct) is { IsLive: true })
         {
             return Problem.Conflict("name_in_use", $"a server named '{r.Name}' already exists");
         }
@@ -375,14 +375,14 @@ public sealed partial class DataProtection(IStateStore store, AgentHub hub, Clou
             }
             var path = kernel ? imageDir : Path.Combine(imageDir, "disk.qcow2");
             var image = new Image(imageId, $"{r.Name}-restored-{imageId.Value.ToString("N")[..8]}", kernel ? "kernel" : "qcow2", ImageStatus.Active,
-                new FileInfo(Path.Combine(imageDir, "disk.qcow2")).Length, null, path, false, time.GetUtcNow());
+                new FileInfo(Path.Combine(imageDir, "disk.qcow2")).Length, null, path, false, time.GetUtcNow(), caller?.ProjectId ?? Stratus.Core.Identity.Project.AdminId);
             if (!await store.CreateImageAsync(image, ct))
             {
                 throw new IOException("could not register the restored image");
             }
             var request = new CreateServerRequest(r.Name, backup.FlavorId.ToString(), imageId.ToString(), spec.UserData, r.KeyName ?? spec.KeyName, null,
                 r.Forwards ?? spec.Forwards) { StoragePool = spec.StoragePool };
-            var created = await cloud.CreateServerAsync(request, null, requestedBy, ct);
+            var created = await cloud.CreateServerAsync(request, null, requestedBy, ct, caller);
             if (!created.Ok)
             {
                 await store.DeleteImageAsync(imageId, CancellationToken.None);

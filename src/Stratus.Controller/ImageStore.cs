@@ -42,7 +42,7 @@ public sealed class ImageStore(IStateStore store, IImageInspector inspector, Tim
         }
     }
 
-    public async Task<Outcome<Image>> ImportAsync(string? name, Stream content, long? declaredLength, string? fileName, string? declaredFormat, CancellationToken ct)
+    public async Task<Outcome<Image>> ImportAsync(string? name, Stream content, long? declaredLength, string? fileName, string? declaredFormat, CancellationToken ct, Guid? owner = null)
     {
         if (declaredFormat is not null && declaredFormat is not ("qcow2" or "raw"))
         {
@@ -114,7 +114,7 @@ public sealed class ImageStore(IStateStore store, IImageInspector inspector, Tim
             {
                 File.SetUnixFileMode(final, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead); // base images are read-only
             }
-            var image = new Image(id, name!, found.Format!, ImageStatus.Active, size, checksum, final, true, time.GetUtcNow());
+            var image = new Image(id, name!, found.Format!, ImageStatus.Active, size, checksum, final, owner is null || owner == Stratus.Core.Identity.Project.AdminId, time.GetUtcNow(), owner ?? Stratus.Core.Identity.Project.AdminId);
             if (!await store.CreateImageAsync(image, ct))
             {
                 File.Delete(final);

@@ -1,4 +1,5 @@
 using Stratus.Core.Compute;
+using Stratus.Core.Identity;
 using Stratus.Core.Ids;
 using Stratus.Core.Resources;
 
@@ -8,7 +9,7 @@ namespace Stratus.Storage;
 public sealed record Page<T>(IReadOnlyList<T> Items, string? NextMarker);
 
 /// <summary>Filters and paging for listing servers. <see cref="Marker"/> is the id of the last item seen.</summary>
-public sealed record InstanceQuery(int Limit = 100, string? Marker = null, string? Name = null, VmState? State = null, HostId? Host = null, bool IncludeDeleted = false);
+public sealed record InstanceQuery(int Limit = 100, string? Marker = null, string? Name = null, VmState? State = null, HostId? Host = null, bool IncludeDeleted = false, Guid? Project = null);
 
 /// <summary>A row of the resource ledger: what one instance holds on one host.</summary>
 public sealed record Allocation(InstanceId InstanceId, HostId HostId, ResourceVector Resources);
@@ -35,9 +36,15 @@ public enum CasOutcome
     NoCapacity,
 }
 
+/// <summary>A project's current use, for quotas.</summary>
+public sealed record ProjectUsage(int Instances, int Vcpus, long RamMib, long DiskGib, int Snapshots, int Backups);
+
 /// <summary>How creating a server ended.</summary>
 public enum CreateStatus
 {
+    /// <summary>The project's quota would be exceeded; nothing was written.</summary>
+    QuotaExceeded,
+
     /// <summary>A new row was written.</summary>
     Created,
     /// <summary>An earlier request with the same idempotency key created it; that server is returned.</summary>
@@ -144,6 +151,9 @@ public interface IStateStore : IAsyncDisposable
 
     Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken);
     Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>A live server by name within one project (names are unique per project).</summary>
+    Task<Instance?> FindInstanceAsync(string name, Guid project, CancellationToken cancellationToken);
     Task<Page<Instance>> ListInstancesAsync(InstanceQuery query, CancellationToken cancellationToken);
     /// <summary>Servers that have a task in progress (the reconciler's work list).</summary>
     Task<IReadOnlyList<Instance>> ListInstancesWithTaskAsync(InstanceTask? task, int limit, CancellationToken cancellationToken);
@@ -290,4 +300,30 @@ public interface IStateStore : IAsyncDisposable
 
     /// <summary>A deterministic text dump of every row of every table (less the heartbeat timestamps and the metric time series, which change with time), for tests that prove a request changed nothing.</summary>
     Task<string> DumpAsync(CancellationToken cancellationToken);
+
+    // ---------- identity ----------
+
+    Task<bool> CreateProjectAsync(Project project, CancellationToken cancellationToken);
+    Task<Project?> GetProjectAsync(Guid id, CancellationToken cancellationToken);
+    Task<Project?> FindProjectAsync(string nameOrId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Project>> ListProjectsAsync(CancellationToken cancellationToken);
+    Task<bool> SetQuotasAsync(Guid project, Quotas quotas, CancellationToken cancellationToken);
+
+    /// <summary>What a project uses now: live servers and their resources, snapshots, backups.</summary>
+    Task<ProjectUsage> GetProjectUsageAsync(Guid project, CancellationToken cancellationToken);
+
+    Task<bool> CreateUserAsync(User user, RoleAssignment? role, CancellationToken cancellationToken);
+    Task<User?> FindUserAsync(string nameOrId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<User>> ListUsersAsync(CancellationToken cancellationToken);
+    Task<int> CountUsersAsync(CancellationToken cancellationToken);
+    Task SetPasswordHashAsync(Guid user, string hash, CancellationToken cancellationToken);
+    Task SetRoleAsync(Guid user, Guid project, Role? role, CancellationToken cancellationToken);
+    Task<IReadOnlyList<RoleAssignment>> ListRolesAsync(Guid? user, Guid? project, CancellationToken cancellationToken);
+
+    Task CreateCredentialAsync(Credential credential, CancellationToken cancellationToken);
+    Task<Credential?> FindCredentialAsync(string sha256, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Credential>> ListCredentialsAsync(Guid user, CancellationToken cancellationToken);
+
+    /// <summary>Marks a credential revoked (idempotent); false when there is none with that id.</summary>
+    Task<bool> RevokeCredentialAsync(Guid id, DateTimeOffset at, CancellationToken cancellationToken);
 }

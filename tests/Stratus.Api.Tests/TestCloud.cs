@@ -40,6 +40,20 @@ public sealed class TestCloud : IAsyncLifetime
 
     public HttpClient Http { get; private set; } = null!;
 
+    /// <summary>The bootstrap admin's API key (cloud admin).</summary>
+    public string AdminToken { get; private set; } = "";
+
+    /// <summary>An HTTP client for the cloud with no credential, or with <paramref name="token"/>.</summary>
+    public HttpClient NewHttp(string? token = null)
+    {
+        var h = new HttpClient { BaseAddress = Http.BaseAddress };
+        if (token is not null)
+        {
+            h.DefaultRequestHeaders.Authorization = new("Bearer", token);
+        }
+        return h;
+    }
+
     public IStateStore Store => _app!.Services.GetRequiredService<IStateStore>();
 
     public IServiceProvider Services => _app!.Services;
@@ -52,8 +66,17 @@ public sealed class TestCloud : IAsyncLifetime
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<ListenEndpoints>().ApiUrl;
         AgentUrl = _app.Services.GetRequiredService<ListenEndpoints>().AgentUrl!;
+        // The bootstrap admin's API key (written by the controller on a new cloud) authenticates the tests' clients.
+        var deadline0 = DateTime.UtcNow.AddSeconds(30);
+        string? key;
+        while ((key = Credentials.ReadBootstrapKey(DataDir)) is null && DateTime.UtcNow < deadline0)
+        {
+            await Task.Delay(10);
+        }
+        AdminToken = key ?? throw new TimeoutException("no admin credential in 30 s");
         Http = new HttpClient { BaseAddress = new Uri(address.TrimEnd('/') + "/") };
-        Client = new StratusClient(new HttpClient { BaseAddress = Http.BaseAddress });
+        Http.DefaultRequestHeaders.Authorization = new("Bearer", AdminToken);
+        Client = StratusClient.Create(Http.BaseAddress, null, AdminToken);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (WaitReady && !(await Client.HealthAsync()).Ready)
         {

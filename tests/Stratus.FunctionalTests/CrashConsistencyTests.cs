@@ -58,7 +58,7 @@ public sealed class CrashConsistencyTests(ITestOutputHelper output)
         try
         {
             (await Cli.RunAsync(url, up)).Ok();
-            using var client = StratusClient.Create(new Uri(url + "/"), TimeSpan.FromSeconds(10));
+            using var client = StratusClient.Create(new Uri(url + "/"), TimeSpan.FromSeconds(10), Credentials.ReadBootstrapKey(data));
             // A flavor small enough that hosts fill: 3 hosts × 128 vCPU at ratio 4 = 384; 50 × 8 vCPU = 400 → some must fail cleanly.
             await client.CreateFlavorAsync(new CreateFlavorRequest("crash", 8, 512, 5, true));
             var accepted = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(); // name -> id

@@ -101,6 +101,7 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
                 try
                 {
                     using var c = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+                    c.DefaultRequestHeaders.Authorization = new("Bearer", Stratus.Client.Credentials.ReadBootstrapKey(_data));
                     var s = JsonDocument.Parse(await c.GetStringAsync($"{Url}/v1/servers/{id}")).RootElement;
                     Volatile.Write(ref followPort, ScenarioKit.HttpPort(s));
                 }

@@ -23,4 +23,5 @@ public sealed record Image(
     string? Checksum,
     string? Path,
     bool IsPublic,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt,
+    Guid? ProjectId = null);

@@ -59,10 +59,14 @@ public sealed record Instance(
     bool BatchAllOrNothing = false,
     string StoragePool = "local",
     bool Ha = false,
-    int HaPriority = 0)
+    int HaPriority = 0,
+    Guid? ProjectId = null)
 {
     /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
     public bool IsLive => VmState != VmState.Deleted;
+
+    /// <summary>The owning project (servers created before projects existed belong to the admin project).</summary>
+    public Guid Project => ProjectId ?? Stratus.Core.Identity.Project.AdminId;
 }
 
 /// <summary>A port forward from host port to guest port (host port 0 until chosen).</summary>

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 namespace Stratus.Core.Compute;
 
 /// <summary>An SSH public key a server's guest accepts (the private key never reaches Stratus).</summary>
-public sealed record Keypair(Guid Id, string Name, string PublicKey, string Fingerprint, DateTimeOffset CreatedAt);
+public sealed record Keypair(Guid Id, string Name, string PublicKey, string Fingerprint, DateTimeOffset CreatedAt, Guid? ProjectId = null);
 
 /// <summary>Parses and checks OpenSSH public keys ("type base64 [comment]").</summary>
 public static class SshPublicKey

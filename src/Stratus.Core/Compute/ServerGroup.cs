@@ -6,7 +6,7 @@ namespace Stratus.Core.Compute;
 /// <c>soft-affinity</c>, <c>soft-anti-affinity</c>.
 /// </summary>
 /// <param name="Generation">Bumped whenever a member is placed; a claim compare-and-swaps on it so two placers cannot both break the rule.</param>
-public sealed record ServerGroup(Guid Id, string Name, string Policy, int MaxPerHost, long Generation, DateTimeOffset CreatedAt)
+public sealed record ServerGroup(Guid Id, string Name, string Policy, int MaxPerHost, long Generation, DateTimeOffset CreatedAt, Guid? ProjectId = null)
 {
     public static readonly IReadOnlyList<string> Policies = ["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"];
 }

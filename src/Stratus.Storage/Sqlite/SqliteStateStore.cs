@@ -156,15 +156,16 @@ public sealed partial class SqliteStateStore : IStateStore
 
     // ---------- images ----------
 
-    private const string ImageCols = "id,name,disk_format,status,size_bytes,checksum,path,is_public,created_at";
+    private const string ImageCols = "id,name,disk_format,status,size_bytes,checksum,path,is_public,created_at,project_id";
 
     private static Image ReadImage(SqliteDataReader r) => new(
         new ImageId(Guid.Parse(r.GetString(0))), r.GetString(1), r.GetString(2), Enum.Parse<ImageStatus>(r.GetString(3), true),
-        r.GetInt64(4), r.IsDBNull(5) ? null : r.GetString(5), r.IsDBNull(6) ? null : r.GetString(6), r.GetInt64(7) != 0, Date(r.GetString(8)));
+        r.GetInt64(4), r.IsDBNull(5) ? null : r.GetString(5), r.IsDBNull(6) ? null : r.GetString(6), r.GetInt64(7) != 0, Date(r.GetString(8)), Guid.Parse(r.GetString(9)));
 
     public Task<bool> CreateImageAsync(Image i, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
-        await using var cmd = Cmd(c, tx, $"INSERT OR IGNORE INTO images({ImageCols}) VALUES ($id,$n,$f,$s,$sz,$ck,$p,$pub,$at)");
+        await using var cmd = Cmd(c, tx, $"INSERT OR IGNORE INTO images({ImageCols}) VALUES ($id,$n,$f,$s,$sz,$ck,$p,$pub,$at,$proj)");
+        cmd.Parameters.AddWithValue("$proj", (i.ProjectId ?? Stratus.Core.Identity.Project.AdminId).ToString("D"));
         cmd.Parameters.AddWithValue("$id", i.Id.ToString());
         cmd.Parameters.AddWithValue("$n", i.Name);
         cmd.Parameters.AddWithValue("$f", i.DiskFormat);
@@ -283,7 +284,7 @@ public sealed partial class SqliteStateStore : IStateStore
 
     // ---------- instances ----------
 
-    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority";
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id";
 
     private static Instance ReadInstance(SqliteDataReader r) => new(
         new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
@@ -307,7 +308,8 @@ public sealed partial class SqliteStateStore : IStateStore
         r.GetInt64(25) != 0,
         r.GetString(26),
         r.GetInt64(27) != 0,
-        (int)r.GetInt64(28));
+        (int)r.GetInt64(28),
+        Guid.Parse(r.GetString(29)));
 
     private static void BindInstance(SqliteCommand cmd, Instance i)
     {
@@ -339,6 +341,7 @@ public sealed partial class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$pool", i.StoragePool);
         cmd.Parameters.AddWithValue("$ha", i.Ha ? 1 : 0);
         cmd.Parameters.AddWithValue("$hap", i.HaPriority);
+        cmd.Parameters.AddWithValue("$project", i.Project.ToString("D"));
     }
 
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
@@ -353,9 +356,13 @@ public sealed partial class SqliteStateStore : IStateStore
                 return new CreateInstanceOutcome(ReadInstance(r), CreateStatus.Existing);
             }
         }
+        if (!await WithinQuotaAsync(c, tx, [instance], cancellationToken))
+        {
+            return new CreateInstanceOutcome(instance, CreateStatus.QuotaExceeded);
+        }
         await using (var ins = Cmd(c, tx, """
-            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority)
-            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap)
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap,$project)
             """))
         {
             BindInstance(ins, instance);
@@ -374,11 +381,15 @@ public sealed partial class SqliteStateStore : IStateStore
 
     public Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
+        if (!await WithinQuotaAsync(c, tx, [.. batch.Select(b => b.Instance)], cancellationToken))
+        {
+            return CreateStatus.QuotaExceeded;
+        }
         foreach (var (instance, action) in batch)
         {
             await using var ins = Cmd(c, tx, """
-                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority)
-                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap)
+                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id)
+                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap,$project)
                 """);
             BindInstance(ins, instance);
             try
@@ -462,6 +473,16 @@ public sealed partial class SqliteStateStore : IStateStore
     public Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken) =>
         QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE name=$k AND vm_state <> 'deleted' ORDER BY id LIMIT 1", name, ReadInstance, cancellationToken);
 
+    public Task<Instance?> FindInstanceAsync(string name, Guid project, CancellationToken cancellationToken) => ReadAsync(async c =>
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = $"SELECT {InstanceCols} FROM instances WHERE name=$k AND project_id=$p AND vm_state <> 'deleted' LIMIT 1";
+        cmd.Parameters.AddWithValue("$k", name);
+        cmd.Parameters.AddWithValue("$p", project.ToString("D"));
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        return await r.ReadAsync(cancellationToken) ? ReadInstance(r) : null;
+    }, cancellationToken);
+
     public Task<Page<Instance>> ListInstancesAsync(InstanceQuery query, CancellationToken cancellationToken) => ReadAsync(async c =>
     {
         var sql = new StringBuilder($"SELECT {InstanceCols} FROM instances WHERE 1=1");
@@ -484,6 +505,11 @@ public sealed partial class SqliteStateStore : IStateStore
         {
             sql.Append(" AND vm_state = $state");
             cmd.Parameters.AddWithValue("$state", Names.Of(s));
+        }
+        if (query.Project is { } p)
+        {
+            sql.Append(" AND project_id = $project");
+            cmd.Parameters.AddWithValue("$project", p.ToString("D"));
         }
         if (query.Host is { } h)
         {
@@ -708,11 +734,12 @@ public sealed partial class SqliteStateStore : IStateStore
     // ---------- server groups ----------
 
     private static ServerGroup ReadGroup(SqliteDataReader r) =>
-        new(Guid.Parse(r.GetString(0)), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetInt64(4), Date(r.GetString(5)));
+        new(Guid.Parse(r.GetString(0)), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetInt64(4), Date(r.GetString(5)), Guid.Parse(r.GetString(6)));
 
     public Task<bool> CreateGroupAsync(ServerGroup g, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
-        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO server_groups(id,name,policy,max_per_host,generation,created_at) VALUES ($id,$n,$p,$m,$g,$at)");
+        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO server_groups(id,name,policy,max_per_host,generation,created_at,project_id) VALUES ($id,$n,$p,$m,$g,$at,$proj)");
+        cmd.Parameters.AddWithValue("$proj", (g.ProjectId ?? Stratus.Core.Identity.Project.AdminId).ToString("D"));
         cmd.Parameters.AddWithValue("$id", g.Id.ToString("D"));
         cmd.Parameters.AddWithValue("$n", g.Name);
         cmd.Parameters.AddWithValue("$p", g.Policy);
@@ -723,10 +750,10 @@ public sealed partial class SqliteStateStore : IStateStore
     }, cancellationToken);
 
     public Task<ServerGroup?> FindGroupAsync(string nameOrId, CancellationToken cancellationToken) =>
-        QueryOneAsync("SELECT id,name,policy,max_per_host,generation,created_at FROM server_groups WHERE name=$k OR id=$k", nameOrId, ReadGroup, cancellationToken);
+        QueryOneAsync("SELECT id,name,policy,max_per_host,generation,created_at,project_id FROM server_groups WHERE name=$k OR id=$k", nameOrId, ReadGroup, cancellationToken);
 
     public Task<IReadOnlyList<ServerGroup>> ListGroupsAsync(CancellationToken cancellationToken) =>
-        QueryAsync("SELECT id,name,policy,max_per_host,generation,created_at FROM server_groups ORDER BY name", null, ReadGroup, cancellationToken);
+        QueryAsync("SELECT id,name,policy,max_per_host,generation,created_at,project_id FROM server_groups ORDER BY name", null, ReadGroup, cancellationToken);
 
     public Task<DeleteOutcome> DeleteGroupAsync(Guid id, CancellationToken cancellationToken) =>
         DeleteUnlessUsedAsync("server_groups", "group_id", id.ToString("D"), cancellationToken);
@@ -827,11 +854,12 @@ public sealed partial class SqliteStateStore : IStateStore
     // ---------- keypairs ----------
 
     private static Keypair ReadKeypair(SqliteDataReader r) =>
-        new(Guid.Parse(r.GetString(0)), r.GetString(1), r.GetString(2), r.GetString(3), Date(r.GetString(4)));
+        new(Guid.Parse(r.GetString(0)), r.GetString(1), r.GetString(2), r.GetString(3), Date(r.GetString(4)), Guid.Parse(r.GetString(5)));
 
     public Task<bool> CreateKeypairAsync(Keypair k, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
-        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO keypairs(id,name,public_key,fingerprint,created_at) VALUES ($id,$n,$k,$f,$at)");
+        await using var cmd = Cmd(c, tx, "INSERT OR IGNORE INTO keypairs(id,name,public_key,fingerprint,created_at,project_id) VALUES ($id,$n,$k,$f,$at,$proj)");
+        cmd.Parameters.AddWithValue("$proj", (k.ProjectId ?? Stratus.Core.Identity.Project.AdminId).ToString("D"));
         cmd.Parameters.AddWithValue("$id", k.Id.ToString("D"));
         cmd.Parameters.AddWithValue("$n", k.Name);
         cmd.Parameters.AddWithValue("$k", k.PublicKey);
@@ -841,10 +869,10 @@ public sealed partial class SqliteStateStore : IStateStore
     }, cancellationToken);
 
     public Task<Keypair?> FindKeypairAsync(string name, CancellationToken cancellationToken) =>
-        QueryOneAsync("SELECT id,name,public_key,fingerprint,created_at FROM keypairs WHERE name=$k OR id=$k", name, ReadKeypair, cancellationToken);
+        QueryOneAsync("SELECT id,name,public_key,fingerprint,created_at,project_id FROM keypairs WHERE name=$k OR id=$k", name, ReadKeypair, cancellationToken);
 
     public Task<IReadOnlyList<Keypair>> ListKeypairsAsync(CancellationToken cancellationToken) =>
-        QueryAsync("SELECT id,name,public_key,fingerprint,created_at FROM keypairs ORDER BY name", null, ReadKeypair, cancellationToken);
+        QueryAsync("SELECT id,name,public_key,fingerprint,created_at,project_id FROM keypairs ORDER BY name", null, ReadKeypair, cancellationToken);
 
     public Task<bool> DeleteKeypairAsync(Guid id, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
