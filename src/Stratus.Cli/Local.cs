@@ -88,7 +88,9 @@ public static class Local
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(180);
         // The controller writes its first admin's credential on a new cloud; record it for this URL so the CLI finds it.
         string? key = null;
-        while ((key = Credentials.ReadBootstrapKey(dataDir)) is null && DateTime.UtcNow < deadline && !(ReadPid(dataDir) is null && ExitedEarly(dataDir)))
+        var started = DateTime.UtcNow;
+        while ((key = Credentials.ReadBootstrapKey(dataDir)) is null && DateTime.UtcNow < deadline
+            && !(DateTime.UtcNow - started > TimeSpan.FromSeconds(5) && ReadPid(dataDir) is null && ExitedEarly(dataDir)))
         {
             await Task.Delay(50, ct);
         }

@@ -64,7 +64,7 @@ public sealed class CrashConsistencyTests(ITestOutputHelper output)
             var accepted = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(); // name -> id
             var creates = Enumerable.Range(0, 50).Select(n => Task.Run(async () =>
             {
-                await Task.Delay(n * 2);
+                await Task.Delay(n * 10); // spread over 0.5 s, so a kill after the k-th acceptance lands mid-stream
                 var name = $"c{n}";
                 try
                 {
