@@ -56,8 +56,12 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
 
     public bool Connected => Volatile.Read(ref _outbox) is not null;
 
-    /// <summary>A channel to <paramref name="controller"/>: <c>http://HOST:PORT</c> (cleartext HTTP/2) or <c>unix:/path</c>.</summary>
-    public static GrpcChannel CreateChannel(string controller)
+    /// <summary>
+    /// A channel to <paramref name="controller"/>: <c>http://HOST:PORT</c> (cleartext HTTP/2), <c>https://HOST:PORT</c>
+    /// (TLS; with <paramref name="caCertFile"/>, only certificates issued by that PEM CA — or that very certificate — are trusted,
+    /// and the name must match) or <c>unix:/path</c>.
+    /// </summary>
+    public static GrpcChannel CreateChannel(string controller, string? caCertFile = null)
     {
         var handler = new SocketsHttpHandler
         {
@@ -67,6 +71,11 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
             EnableMultipleHttp2Connections = true,
             ConnectTimeout = TimeSpan.FromSeconds(5),
         };
+        if (caCertFile is not null)
+        {
+            var ca = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(caCertFile));
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, errors) => TrustedBy(ca, cert, errors);
+        }
         var address = controller;
         if (controller.StartsWith("unix:", StringComparison.Ordinal))
         {
@@ -92,6 +101,22 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
             HttpHandler = handler,
             MaxReceiveMessageSize = 16 * 1024 * 1024,
         });
+    }
+
+    /// <summary>True when <paramref name="cert"/> chains to <paramref name="ca"/> (a custom root) and its name matched.</summary>
+    public static bool TrustedBy(System.Security.Cryptography.X509Certificates.X509Certificate2 ca, System.Security.Cryptography.X509Certificates.X509Certificate? cert,
+        System.Net.Security.SslPolicyErrors errors)
+    {
+        if (cert is null || errors.HasFlag(System.Net.Security.SslPolicyErrors.RemoteCertificateNameMismatch) || errors.HasFlag(System.Net.Security.SslPolicyErrors.RemoteCertificateNotAvailable))
+        {
+            return false;
+        }
+        using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+        chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(ca);
+        chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+        using var leaf = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(cert.GetRawCertData());
+        return chain.Build(leaf);
     }
 
     /// <summary>The agent the controller's pushes and requests go to. Set before <see cref="RegisterAsync"/>.</summary>

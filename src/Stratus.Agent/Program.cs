@@ -32,7 +32,7 @@ using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(S
 using var intr = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
 
 var tokens = o.LoadTokens();
-using var channel = GrpcControllerClient.CreateChannel(o.Controller);
+using var channel = GrpcControllerClient.CreateChannel(o.Controller, o.CaCert);
 var hosts = new List<(AgentRuntime Agent, GrpcControllerClient Client, IComputeDriver Driver)>();
 try
 {
@@ -131,6 +131,9 @@ namespace Stratus.Agent
 
         public string? TokenFile { get; set; }
 
+        /// <summary>PEM CA (or the controller's own certificate) to trust for an https controller.</summary>
+        public string? CaCert { get; set; }
+
         public string Driver { get; set; } = "qemu";
 
         public string? SharedPool { get; set; }
@@ -159,6 +162,7 @@ namespace Stratus.Agent
                         case "--name": o.Name = Next(); break;
                         case "--token": o.Token = Next(); break;
                         case "--token-file": o.TokenFile = Path.GetFullPath(Next()); break;
+                        case "--ca-cert": o.CaCert = Path.GetFullPath(Next()); break;
                         case "--driver": o.Driver = Next(); break;
                         case "--shared-pool": o.SharedPool = Path.GetFullPath(Next()); break;
                         case "--heartbeat": o.Heartbeat = TimeSpan.FromSeconds(double.Parse(Next(), CultureInfo.InvariantCulture)); break;

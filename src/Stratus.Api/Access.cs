@@ -122,6 +122,8 @@ public static class AccessPolicy
         ["POST /v1/consolidation/pause"] = Need.CloudAdmin,
         ["POST /v1/consolidation/resume"] = Need.CloudAdmin,
         ["GET /v1/energy"] = Need.Operator,
+        ["GET /v1/audit"] = Need.CloudAdmin,
+        ["GET /v1/audit/verify"] = Need.CloudAdmin,
     };
 
     /// <summary>"METHOD /pattern" of a routed endpoint, or null for endpoints that are not routes (405/404 answers).</summary>
@@ -283,4 +285,47 @@ public sealed class ScopeMiddleware(RequestDelegate next)
         }
         return (await store.ListRolesAsync(u.Id, p.ProjectId, ct)).Count > 0 ? u.Id.ToString("D") : null;
     }
+}
+
+/// <summary>
+/// Appends every state-changing request (POST, PUT, PATCH, DELETE — refused ones too) to the audit log:
+/// who, what (method and route), target, result (status), source address.
+/// </summary>
+public sealed partial class AuditMiddleware(RequestDelegate next, ILogger<AuditMiddleware> log)
+{
+    public async Task InvokeAsync(HttpContext ctx, Storage.IStateStore store, TimeProvider time)
+    {
+        var method = ctx.Request.Method;
+        if (HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method)
+            || ctx.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) == true)
+        {
+            await next(ctx);
+            return;
+        }
+        var status = 500;
+        try
+        {
+            await next(ctx);
+            status = ctx.Response.StatusCode;
+        }
+        finally
+        {
+            var route = ctx.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } raw } ? raw : ctx.Request.Path.ToString();
+            var target = ctx.Request.RouteValues.TryGetValue("reference", out var r) ? r as string
+                : ctx.Request.RouteValues.TryGetValue("id", out var i) ? i as string : null;
+            var p = Caller.TryOf(ctx);
+            try
+            {
+                await store.AppendAuditAsync(time.GetUtcNow(), p?.Actor ?? "anonymous", p?.ProjectId.ToString("D"), method, route[..Math.Min(route.Length, 512)],
+                    target?[..Math.Min(target.Length, 256)], status, Caller.Source(ctx), CancellationToken.None);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                LogAuditFailed(log, e, method, route);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "could not append {Method} {Route} to the audit log")]
+    private static partial void LogAuditFailed(ILogger logger, Exception e, string method, string route);
 }

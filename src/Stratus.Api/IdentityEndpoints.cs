@@ -87,6 +87,36 @@ public static class IdentityEndpoints
             return Http.From(ctx, await identity.SetQuotasAsync(p, req!, ctx.RequestAborted), x => ToDto(x.Quotas));
         });
 
+        // ---- audit log
+        v1.MapGet("/audit", async (HttpContext ctx, IStateStore store) =>
+        {
+            var q = ctx.Request.Query;
+            var errors = new List<FieldError>();
+            long after = 0;
+            var limit = 100;
+            if (q.TryGetValue("after", out var a) && (!long.TryParse(a, out after) || after < 0))
+            {
+                errors.Add(new("after", "invalid", "must be a sequence number (0 or more)"));
+            }
+            if (q.TryGetValue("limit", out var l) && (!int.TryParse(l, out limit) || limit is < 1 or > 1000))
+            {
+                errors.Add(new("limit", "out_of_range", "must be an integer between 1 and 1000"));
+            }
+            errors.AddRange(q.Keys.Except(["after", "limit"]).Select(k => new FieldError(k, "unknown", "is not a known parameter")));
+            if (errors.Count > 0)
+            {
+                return Http.Problem(ctx, Problem.Validation(errors));
+            }
+            var items = await store.ListAuditAsync(after, limit, ctx.RequestAborted);
+            return Http.Json(new ListDto<AuditEntryDto>([.. items.Select(x => new AuditEntryDto(x.Seq, x.At, x.Actor, x.Project, x.Method, x.Route, x.Target, x.Status, x.Source, x.Hash))],
+                items.Count == limit ? items[^1].Seq.ToString(System.Globalization.CultureInfo.InvariantCulture) : null));
+        });
+        v1.MapGet("/audit/verify", async (HttpContext ctx, AuditLog audit) =>
+        {
+            var v = await audit.VerifyAsync(ctx.RequestAborted);
+            return Http.Json(new AuditVerifyDto(v.Ok, v.Entries, v.HeadHash, v.FirstBadSeq, v.Problem));
+        });
+
         // ---- users and roles
         v1.MapGet("/users", async (HttpContext ctx, IStateStore store, IdentityService identity) =>
         {

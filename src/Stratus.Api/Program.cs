@@ -58,6 +58,10 @@ namespace Stratus.Api
                         case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
                         case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--rate-limit": o.RateLimit = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--rate-burst": o.RateBurst = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--tls-cert": o.TlsCert = Path.GetFullPath(Next()); break;
+                        case "--tls-key": o.TlsKey = Path.GetFullPath(Next()); break;
                         case "--session-hours": o.Identity = new Controller.Identity.IdentityOptions { SessionLifetime = TimeSpan.FromHours(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
                         case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
@@ -93,7 +97,15 @@ namespace Stratus.Api
                 k.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(5);
                 k.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(10);
                 var address = options.Listen is "localhost" ? System.Net.IPAddress.Loopback : System.Net.IPAddress.Parse(options.Listen);
-                k.Listen(address, options.Port, l => endpoints.Api = l);
+                var cert = Hardening.Certificate(options);
+                k.Listen(address, options.Port, l =>
+                {
+                    endpoints.Api = l;
+                    if (cert is not null)
+                    {
+                        l.UseHttps(cert);
+                    }
+                });
                 if (options.AgentPort is not { } agentPort || agentPort > 0 || options.Port == 0)
                 {
                     var port = options.AgentPort ?? (options.Port == 0 ? 0 : options.Port + 1);
@@ -101,6 +113,10 @@ namespace Stratus.Api
                     {
                         l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2;
                         endpoints.Agent = l;
+                        if (cert is not null)
+                        {
+                            l.UseHttps(cert);
+                        }
                     });
                 }
                 if (options.AgentSocket)
@@ -111,6 +127,7 @@ namespace Stratus.Api
                     endpoints.AgentSocket = sock;
                 }
             });
+            endpoints.Scheme = options.TlsCert is null ? "http" : "https";
             builder.Services.AddSingleton(endpoints);
             builder.Services.AddGrpc(g =>
             {
@@ -136,6 +153,8 @@ namespace Stratus.Api
             builder.Services.AddSingleton(options.Identity);
             builder.Services.AddSingleton<Controller.Identity.IdentityService>();
             builder.Services.AddSingleton<Controller.Identity.QuotaGate>();
+            builder.Services.AddSingleton<Controller.Identity.AuditLog>();
+            Hardening.AddRateLimits(builder.Services, options);
             builder.Services.AddSingleton<Migrator>();
             builder.Services.AddSingleton(new HaOptions
             {
@@ -213,8 +232,14 @@ namespace Stratus.Api
                     new ProblemDto($"https://stratus.dev/errors/{code}", code.Replace('_', ' '), status, $"{ctx.Request.Method} {ctx.Request.Path}", code, null, ctx.Request.Path),
                     WireJson.Options);
             });
+            app.Use(Hardening.SecurityHeaders(options));
             app.UseRouting();
+            app.UseMiddleware<AuditMiddleware>();
             app.UseMiddleware<AccessMiddleware>();
+            if (options.RateLimit > 0)
+            {
+                app.UseRateLimiter();
+            }
             app.UseMiddleware<ScopeMiddleware>();
             app.MapOpenApi("/v1/openapi.json");
             app.MapGrpcService<AgentChannelService>();
@@ -249,10 +274,13 @@ namespace Stratus.Api
         public string? AgentSocket { get; internal set; }
 
         /// <summary>The REST API's base URL, e.g. http://127.0.0.1:7300.</summary>
-        public string ApiUrl => Api?.IPEndPoint is { } ep ? $"http://{ep}" : "";
+        public string ApiUrl => Api?.IPEndPoint is { } ep ? $"{Scheme}://{ep}" : "";
+
+        /// <summary>https when the controller was given a certificate.</summary>
+        public string Scheme { get; internal set; } = "http";
 
         /// <summary>The agents' gRPC endpoint, e.g. http://127.0.0.1:7301 (null when disabled).</summary>
-        public string? AgentUrl => Agent?.IPEndPoint is { } ep ? $"http://{ep}" : null;
+        public string? AgentUrl => Agent?.IPEndPoint is { } ep ? $"{Scheme}://{ep}" : null;
     }
 
     /// <summary>At start-up, rolls back migrations a previous controller process left unfinished.</summary>

@@ -65,6 +65,17 @@ public sealed class StratusdOptions
     /// <summary>The consolidation loop, standby, power driver and energy report (off unless --consolidation).</summary>
     public Controller.Consolidation.ConsolidationOptions Consolidation { get; set; } = new();
 
+    /// <summary>Requests per second each user (or, without a credential, each source address) may make; 0 turns the limit off.</summary>
+    public double RateLimit { get; set; } = 100;
+
+    /// <summary>How many requests a user may make at once above the steady rate.</summary>
+    public int RateBurst { get; set; } = 200;
+
+    /// <summary>PEM certificate and key: with both, the API and the agents' port speak TLS only.</summary>
+    public string? TlsCert { get; set; }
+
+    public string? TlsKey { get; set; }
+
     /// <summary>Sessions, password hashing, login slow-down.</summary>
     public Controller.Identity.IdentityOptions Identity { get; set; } = new();
 
@@ -86,6 +97,18 @@ public sealed class StratusdOptions
         if (HaLease < TimeSpan.FromSeconds(1) || HaStorageTimeout <= HaLease || HaSuspectAfter < TimeSpan.FromSeconds(1))
         {
             errors.Add("HA timings: --ha-lease ≥ 1 s, --ha-storage-timeout > --ha-lease (a cut-off agent must have fenced before its storage heartbeat counts as stopped), --ha-suspect-after ≥ 1 s");
+        }
+        if ((TlsCert is null) != (TlsKey is null))
+        {
+            errors.Add("--tls-cert and --tls-key go together");
+        }
+        else if (TlsCert is not null && (!File.Exists(TlsCert) || !File.Exists(TlsKey)))
+        {
+            errors.Add($"--tls-cert/--tls-key: '{(File.Exists(TlsCert) ? TlsKey : TlsCert)}' does not exist");
+        }
+        if (RateLimit < 0 || RateBurst < 1)
+        {
+            errors.Add("--rate-limit must be 0 (off) or more, --rate-burst at least 1");
         }
         if (BackupKeep is < 1 or > 1000)
         {

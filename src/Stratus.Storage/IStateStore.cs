@@ -324,6 +324,14 @@ public interface IStateStore : IAsyncDisposable
     Task<Credential?> FindCredentialAsync(string sha256, CancellationToken cancellationToken);
     Task<IReadOnlyList<Credential>> ListCredentialsAsync(Guid user, CancellationToken cancellationToken);
 
+    // ---------- audit ----------
+
+    /// <summary>Appends an entry, chaining it to the last one (sequence and hashes are assigned here, under the single writer).</summary>
+    Task<Stratus.Core.Audit.AuditEntry> AppendAuditAsync(DateTimeOffset at, string actor, string? project, string method, string route, string? target, int status, string source, CancellationToken cancellationToken);
+
+    /// <summary>Entries with seq greater than <paramref name="after"/>, oldest first.</summary>
+    Task<IReadOnlyList<Stratus.Core.Audit.AuditEntry>> ListAuditAsync(long after, int limit, CancellationToken cancellationToken);
+
     /// <summary>Marks a credential revoked (idempotent); false when there is none with that id.</summary>
     Task<bool> RevokeCredentialAsync(Guid id, DateTimeOffset at, CancellationToken cancellationToken);
 }

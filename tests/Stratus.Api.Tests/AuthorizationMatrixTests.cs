@@ -106,6 +106,8 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
         new("POST", "v1/consolidation/pause", null,                             401, 403, 403, 403, 403, 403, 204),
         new("POST", "v1/consolidation/resume", null,                            401, 403, 403, 403, 403, 403, 204),
         new("GET", "v1/energy", null,                                           401, 403, 403, 403, 403, 200, 200),
+        new("GET", "v1/audit", null,                                            401, 403, 403, 403, 403, 403, 200),
+        new("GET", "v1/audit/verify", null,                                     401, 403, 403, 403, 403, 403, 200),
     ];
 
     /// <summary>Routes the matrix does not send (they change the caller's own session or speak gRPC); tested elsewhere.</summary>

@@ -164,6 +164,8 @@ public sealed class BadInputTests(TestCloud cloud) : IClassFixture<TestCloud>
             {
                 req.Content.Headers.ContentType = MediaTypeHeaderValue.Parse(contentType);
             }
+            // A large body waits for the server's go-ahead, as careful clients do: the server may refuse it (413) before reading it.
+            req.Headers.ExpectContinue = body.Length > 64 * 1024;
         }
         using var resp = await cloud.Http.SendAsync(req);
         var text = await resp.Content.ReadAsStringAsync();

@@ -60,7 +60,8 @@ public sealed class TestCloud : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale, ExpectRemoteHosts = RemoteHosts, MetricsInterval = MetricsInterval };
+        // Tests poll fast from one user: the per-user rate limit is off unless a test turns it on.
+        var options = new StratusdOptions { DataDir = DataDir, Port = 0, Hosts = Hosts, SimDelayScale = DelayScale, ExpectRemoteHosts = RemoteHosts, MetricsInterval = MetricsInterval, RateLimit = 0 };
         Configure?.Invoke(options);
         _app = StratusApp.Build(options, b => { });
         await _app.StartAsync();

@@ -38,3 +38,9 @@ public sealed record CreateUserRequest(string? Name, string? Password, string? P
 
 /// <summary>PUT /v1/users/{u}/roles: give (or with role null, take away) a role in a project.</summary>
 public sealed record RoleRequest(string? Project, string? Role);
+
+/// <summary>An audit log entry.</summary>
+public sealed record AuditEntryDto(long Seq, DateTimeOffset At, string Actor, string? Project, string Method, string Route, string? Target, int Status, string Source, string Hash);
+
+/// <summary>GET /v1/audit/verify: whether the chain is intact, and where it first breaks.</summary>
+public sealed record AuditVerifyDto(bool Ok, long Entries, string HeadHash, long? FirstBadSeq, string? Problem);

@@ -1064,8 +1064,8 @@ public sealed partial class SqliteStateStore : IStateStore
         var tables = new List<string>();
         await using (var t = c.CreateCommand())
         {
-            // Metric time series change with time (agents report every few seconds), not with requests.
-            t.CommandText = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'metric_%' ORDER BY name";
+            // Metric time series change with time (agents report every few seconds), not with requests; the audit log records every request, refused ones too.
+            t.CommandText = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'metric_%' AND name <> 'audit_log' ORDER BY name";
             await using var r = await t.ExecuteReaderAsync(cancellationToken);
             while (await r.ReadAsync(cancellationToken))
             {
