@@ -452,6 +452,7 @@ public sealed partial class SqliteStateStore : IStateStore
                 await tx.RollbackAsync(cancellationToken);
                 return CasOutcome.Conflict;
             }
+            await MeterAsync(c, tx, i, cancellationToken);
         }
         return CasOutcome.Ok;
     }, cancellationToken);
@@ -526,6 +527,7 @@ public sealed partial class SqliteStateStore : IStateStore
             {
                 await InsertActionAsync(c, tx, action, cancellationToken);
             }
+            await MeterAsync(c, tx, updated, cancellationToken);
         }
         return outcome;
     }, cancellationToken);
@@ -603,7 +605,9 @@ public sealed partial class SqliteStateStore : IStateStore
         if (outcome != CasOutcome.Ok)
         {
             await tx.RollbackAsync(cancellationToken);
+            return outcome;
         }
+        await MeterAsync(c, tx, updated, cancellationToken);
         return outcome;
     }, cancellationToken);
 
@@ -677,6 +681,7 @@ public sealed partial class SqliteStateStore : IStateStore
         {
             await InsertActionAsync(c, tx, action, cancellationToken);
         }
+        await MeterAsync(c, tx, updated, cancellationToken);
         return CasOutcome.Ok;
     }, cancellationToken);
 
@@ -939,6 +944,7 @@ public sealed partial class SqliteStateStore : IStateStore
             return outcome;
         }
         await InsertActionAsync(c, tx, action, cancellationToken);
+        await MeterAsync(c, tx, updated, cancellationToken);
         return CasOutcome.Ok;
     }, cancellationToken);
 
@@ -991,6 +997,7 @@ public sealed partial class SqliteStateStore : IStateStore
             await del.ExecuteNonQueryAsync(cancellationToken);
         }
         await FinishInTxAsync(c, tx, updated.Id, finish, cancellationToken);
+        await MeterAsync(c, tx, updated, cancellationToken);
         return CasOutcome.Ok;
     }, cancellationToken);
 
