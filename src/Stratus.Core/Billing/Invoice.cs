@@ -47,7 +47,7 @@ public sealed record InvoiceLine(
 public sealed record Invoice(Guid ProjectId, DateTimeOffset From, DateTimeOffset To, DateTimeOffset MeteredUntil, string Currency, IReadOnlyList<InvoiceLine> Lines)
 {
     /// <summary>The sum of the lines, each already rounded to the cent, so the lines add up to the total exactly.</summary>
-    public decimal Total => Lines.Sum(l => l.Amount);
+    public decimal Total => Lines.Sum(l => l.Amount) + 0.00m;
 
     /// <summary>True when the period is over (nothing can change it any more).</summary>
     public bool Final => MeteredUntil >= To;
@@ -112,7 +112,8 @@ public static class InvoiceCalculator
             {
                 var (id, resource, flavor, price) = kv.Key;
                 var (_, name, latestFlavor) = latestName[id];
-                var amount = decimal.Round(price * kv.Value.UnitSeconds / 3600m, 2, MidpointRounding.AwayFromZero);
+                // + 0.00m gives every amount two decimals (decimal keeps the larger scale): 12.30, not 12.3.
+                var amount = decimal.Round(price * kv.Value.UnitSeconds / 3600m, 2, MidpointRounding.AwayFromZero) + 0.00m;
                 return new InvoiceLine(id, name, resource == BilledResource.Flavor ? flavor : latestFlavor, resource, price, kv.Value.Seconds, kv.Value.UnitSeconds, amount);
             })
             .OrderBy(l => l.ServerName, StringComparer.Ordinal).ThenBy(l => l.ServerId.Value).ThenBy(l => l.Resource).ThenBy(l => l.Flavor, StringComparer.Ordinal).ThenBy(l => l.UnitPrice)
