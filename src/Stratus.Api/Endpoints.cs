@@ -152,7 +152,7 @@ public static class Endpoints
             var names = await HostNamesAsync(store, ctx.RequestAborted);
             return Http.Json(new ListDto<ServerDto>(page.Items.Select(i => i.ToDto(Name(names, i))).ToList(), page.NextMarker));
         });
-        v1.MapPost("/servers", async (HttpContext ctx, CloudService cloud, IStateStore store) =>
+        v1.MapPost("/servers", async (HttpContext ctx, CloudService cloud, IStateStore store, Controller.Billing.BillingService billing) =>
         {
             var (req, err) = await Http.ReadAsync<CreateServerRequest>(ctx);
             if (err is not null)
@@ -170,9 +170,10 @@ public static class Endpoints
                 return Http.Problem(ctx, o.Problem!);
             }
             ctx.Response.Headers.Location = $"/v1/servers/{o.Value.Servers[0].Id}";
+            var warning = await billing.BudgetWarningAsync(o.Value.Servers[0].Project, ctx.RequestAborted);
             return req!.Count is > 1
-                ? Http.Json(new ListDto<ServerDto>(o.Value.Servers.Select(s => s.ToDto(null)).ToList(), null), 202)
-                : Http.Json(o.Value.Servers[0].ToDto(null), 202);
+                ? Http.Json(new ListDto<ServerDto>(o.Value.Servers.Select(s => s.ToDto(null) with { BudgetWarning = warning }).ToList(), null), 202)
+                : Http.Json(o.Value.Servers[0].ToDto(null) with { BudgetWarning = warning }, 202);
         });
         v1.MapGet("/servers/{reference}", async (HttpContext ctx, string reference, CloudService cloud, IStateStore store, Migrator migrator) =>
         {
@@ -399,6 +400,9 @@ public static class Endpoints
             var servers = (await store.ListInstancesOnHostAsync(h.Id, ctx.RequestAborted)).Count;
             return Http.Json(h.ToDto(servers, Mapping.ZoneOf(h, await store.ListAggregatesAsync(ctx.RequestAborted))));
         });
+        // ---- metering and billing
+        BillingEndpoints.Map(v1);
+
         // ---- consolidation and energy
         v1.MapGet("/consolidation", async (IStateStore store, Controller.Consolidation.ConsolidationLoop loop, Controller.Consolidation.PowerManager power, CancellationToken ct) =>
             Http.Json(new ConsolidationStatusDto(loop.Options.Enabled, loop.Paused, loop.Options.Policy, power.Driver.Name, loop.Options.Interval.TotalSeconds,

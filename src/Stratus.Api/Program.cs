@@ -179,6 +179,8 @@ namespace Stratus.Api
                 return store;
             });
             builder.Services.AddSingleton<ReconcileSignal>();
+            builder.Services.AddSingleton<Stratus.Controller.Billing.IProjectCatalog, Stratus.Controller.Billing.StoreProjectCatalog>();
+            builder.Services.AddSingleton<Stratus.Controller.Billing.BillingService>();
             builder.Services.AddSingleton<CloudService>();
             builder.Services.AddSingleton<InventoryService>();
             builder.Services.AddSingleton<IImageInspector, QemuImageInspector>();
@@ -198,6 +200,7 @@ namespace Stratus.Api
             builder.Services.AddHostedService<PidFile>();
             builder.Services.AddHostedService<Bootstrap>();
             builder.Services.AddHostedService<MigrationRecovery>();
+            builder.Services.AddHostedService<Stratus.Controller.Billing.MeteringReconciliation>();
             builder.Services.AddSingleton<EmbeddedAgents>();
             // Agents stop after the reconciler (hosted services stop in reverse order).
             builder.Services.AddHostedService(sp => sp.GetRequiredService<EmbeddedAgents>());

@@ -47,6 +47,10 @@ public static class Commands
         {
             root.Subcommands.Add(identity);
         }
+        root.Subcommands.Add(BillingCommands.Invoice(Api));
+        root.Subcommands.Add(BillingCommands.Usage(Api, OutputOption));
+        root.Subcommands.Add(BillingCommands.Price(Api, OutputOption));
+        root.Subcommands.Add(BillingCommands.Budget(Api, OutputOption));
         foreach (var extra in Extensions.Commands())
         {
             root.Subcommands.Add(extra);
@@ -235,6 +239,10 @@ public static class Commands
             if (req.Count is > 1)
             {
                 var many = await c.CreateServersAsync(req, ct);
+                if (many.FirstOrDefault()?.BudgetWarning is { } manyWarning)
+                {
+                    Console.Error.WriteLine($"warning: {manyWarning}");
+                }
                 if (r.GetValue(wait))
                 {
                     var done = new List<ServerDto>();
@@ -248,6 +256,10 @@ public static class Commands
                 return;
             }
             var s = await c.CreateServerAsync(req, r.GetValue(idem), ct);
+            if (s.BudgetWarning is { } warning)
+            {
+                Console.Error.WriteLine($"warning: {warning}");
+            }
             if (r.GetValue(wait))
             {
                 s = await Waiter.WaitAsync(c, s.Id, "active", ct);

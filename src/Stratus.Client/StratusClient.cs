@@ -187,6 +187,35 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public Task<StatsDto> HostStatsAsync(string reference, string? since = null, string? until = null, string? resolution = null, CancellationToken ct = default) =>
         GetAsync<StatsDto>($"v1/hosts/{Esc(reference)}/stats" + StatsQuery(since, until, resolution), ct);
 
+    // metering and billing (project: a project id; null means the admin project)
+    /// <summary>A project's invoice: for [<paramref name="from"/>, <paramref name="to"/>) (YYYY-MM-DD or ISO 8601 with a zone), a <paramref name="month"/> (YYYY-MM), or the current month.</summary>
+    public Task<InvoiceDto> InvoiceAsync(string? project = null, string? from = null, string? to = null, string? month = null, CancellationToken ct = default) =>
+        GetAsync<InvoiceDto>("v1/invoices" + Query(("project", project), ("from", from), ("to", to), ("month", month)), ct);
+
+    /// <summary>The same invoice as CSV (the API's text, unchanged).</summary>
+    public Task<string> InvoiceCsvAsync(string? project = null, string? from = null, string? to = null, string? month = null, CancellationToken ct = default) =>
+        GetAsync<string>("v1/invoices" + Query(("project", project), ("from", from), ("to", to), ("month", month), ("format", "csv")), ct);
+
+    public Task<UsageDto> UsageAsync(string? project = null, CancellationToken ct = default) => GetAsync<UsageDto>("v1/usage" + Query(("project", project)), ct);
+
+    /// <summary>Checks the meter against the allocations ledger; with <paramref name="repair"/>, sets it right from now.</summary>
+    public Task<UsageReconciliationDto> ReconcileUsageAsync(bool repair, CancellationToken ct = default) =>
+        SendAsync<UsageReconciliationDto>(repair ? HttpMethod.Post : HttpMethod.Get, "v1/usage/reconcile", null, null, ct);
+
+    public Task<PriceSheetDto> PricesAsync(CancellationToken ct = default) => GetAsync<PriceSheetDto>("v1/prices", ct);
+    public async Task<IReadOnlyList<PriceSheetDto>> PriceHistoryAsync(CancellationToken ct = default) => (await GetAsync<ListDto<PriceSheetDto>>("v1/prices/history", ct)).Items;
+    public Task<PriceSheetDto> SetPricesAsync(PriceSheetRequest r, CancellationToken ct = default) => SendAsync<PriceSheetDto>(HttpMethod.Put, "v1/prices", r, null, ct);
+
+    public Task<BudgetDto> GetBudgetAsync(string? project = null, CancellationToken ct = default) => GetAsync<BudgetDto>("v1/budgets" + Query(("project", project)), ct);
+    public Task<BudgetDto> SetBudgetAsync(BudgetRequest r, CancellationToken ct = default) => SendAsync<BudgetDto>(HttpMethod.Put, "v1/budgets", r, null, ct);
+    public Task DeleteBudgetAsync(string? project = null, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, "v1/budgets" + Query(("project", project)), null, null, ct);
+
+    private static string Query(params (string Key, string? Value)[] pairs)
+    {
+        var q = pairs.Where(p => p.Value is not null).Select(p => $"{p.Key}={Esc(p.Value!)}").ToList();
+        return q.Count > 0 ? "?" + string.Join('&', q) : "";
+    }
+
     private static string StatsQuery(string? since, string? until, string? resolution)
     {
         var q = new List<string>();
@@ -262,6 +291,10 @@ public sealed class StratusClient(HttpClient http) : IDisposable
             if (resp.StatusCode == HttpStatusCode.NoContent || typeof(T) == typeof(object))
             {
                 return default!;
+            }
+            if (typeof(T) == typeof(string))
+            {
+                return (T)(object)await resp.Content.ReadAsStringAsync(ct); // a text answer (CSV), as sent
             }
             return (await resp.Content.ReadFromJsonAsync<T>(Lenient, ct))!;
         }

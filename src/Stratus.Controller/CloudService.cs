@@ -14,7 +14,7 @@ namespace Stratus.Controller;
 /// or id), and records desired state. Nothing here talks to a hypervisor: the reconciler and the
 /// agents converge actual state toward what this writes. A refused request writes nothing.
 /// </summary>
-public sealed class CloudService(IStateStore store, ControllerOptions options, TimeProvider time, ReconcileSignal signal)
+public sealed class CloudService(IStateStore store, ControllerOptions options, TimeProvider time, ReconcileSignal signal, Billing.BillingService? billing = null)
 {
     /// <summary>Largest flavor dimensions accepted: beyond these a request is a mistake, not a server.</summary>
     public const int MaxVcpus = 1024;
@@ -339,6 +339,11 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         if (errors.Count > 0)
         {
             return Problem.Validation(errors);
+        }
+        // A budget that blocks refuses new servers of its project (the admin project until requests carry one).
+        if (billing is not null && await billing.AdmitServerAsync(owner, ct) is { } overBudget)
+        {
+            return overBudget;
         }
         var now = time.GetUtcNow();
         // Idempotency keys are per project: another tenant's key never returns that tenant's server.

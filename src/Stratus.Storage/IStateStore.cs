@@ -1,3 +1,4 @@
+using Stratus.Core.Billing;
 using Stratus.Core.Compute;
 using Stratus.Core.Identity;
 using Stratus.Core.Ids;
@@ -297,6 +298,48 @@ public interface IStateStore : IAsyncDisposable
     /// twice, or again after a crash, never counts a sample twice.
     /// </summary>
     Task<MetricsCompaction> CompactMetricsAsync(DateTimeOffset now, MetricsRetention retention, CancellationToken cancellationToken);
+
+    // Metering and billing
+    // Every write above that changes a server row or its allocation (UpdateInstance, Claim, ClaimBatch, Release,
+    // Begin/FinishMigration, Resize) also brings the server's open usage interval in line with Metering's rule, in the
+    // same transaction, at the server's UpdatedAt: close the open one when what is billed changed, open the next.
+
+    /// <summary>
+    /// Resizes a server in place, in one transaction: the host's used resources change by the difference (refused with
+    /// NoCapacity when the growth does not fit the host's ratios), the allocation takes <c>updated.Resources</c>, the server
+    /// row is CAS-updated, and the usage interval is split at <c>updated.UpdatedAt</c>. NotFound when the server holds no
+    /// allocation. Nothing changes on any failure.
+    /// </summary>
+    Task<CasOutcome> ResizeAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken);
+
+    /// <summary>Usage intervals overlapping [<paramref name="from"/>, <paramref name="to"/>), of one project or all (null), oldest first.</summary>
+    Task<IReadOnlyList<UsageInterval>> ListUsageAsync(Guid? project, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
+
+    /// <summary>Every usage interval of one server, oldest first.</summary>
+    Task<IReadOnlyList<UsageInterval>> ListServerUsageAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Compares the open usage intervals with the allocations ledger (<see cref="UsageLedgerCheck"/>) on one consistent
+    /// view. With <paramref name="repair"/>, in the same transaction, each server found is set right at <paramref name="now"/>:
+    /// its open intervals are closed and the one the ledger calls for is opened. Time already counted is not rewritten.
+    /// </summary>
+    Task<IReadOnlyList<UsageDiscrepancy>> ReconcileUsageAsync(DateTimeOffset now, bool repair, CancellationToken cancellationToken);
+
+    /// <summary>Every price sheet, by <see cref="PriceSheet.EffectiveFrom"/> (the migration seeds <see cref="PriceSheet.Default"/>).</summary>
+    Task<IReadOnlyList<PriceSheet>> ListPriceSheetsAsync(CancellationToken cancellationToken);
+
+    /// <summary>Adds a sheet, replacing one with the same effective time.</summary>
+    Task SavePriceSheetAsync(PriceSheet sheet, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>True once any usage has been recorded (the currency can no longer change).</summary>
+    Task<bool> AnyUsageAsync(CancellationToken cancellationToken);
+
+    Task<Budget?> GetBudgetAsync(Guid project, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Budget>> ListBudgetsAsync(CancellationToken cancellationToken);
+    /// <summary>Sets (inserts or replaces) a project's budget.</summary>
+    Task SetBudgetAsync(Budget budget, CancellationToken cancellationToken);
+    /// <summary>Removes a project's budget; false when it had none.</summary>
+    Task<bool> DeleteBudgetAsync(Guid project, CancellationToken cancellationToken);
 
     /// <summary>A deterministic text dump of every row of every table (less the heartbeat timestamps and the metric time series, which change with time), for tests that prove a request changed nothing.</summary>
     Task<string> DumpAsync(CancellationToken cancellationToken);

@@ -24,6 +24,9 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
 
     /// <summary>Let through to the server, whose snapshot does not exist: 404 "snapshot not found" (not "server not found").</summary>
     private const int NoSnap = -2;
+
+    /// <summary>Let through to the project, which has no budget (any more): 404 "budget not found".</summary>
+    private const int NoBudget = -3;
     private const string Bad = """{"bogus":1}""";
 
     public static readonly IReadOnlyList<Row> Matrix =
@@ -106,6 +109,17 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
         new("POST", "v1/consolidation/pause", null,                             401, 403, 403, 403, 403, 403, 204),
         new("POST", "v1/consolidation/resume", null,                            401, 403, 403, 403, 403, 403, 204),
         new("GET", "v1/energy", null,                                           401, 403, 403, 403, 403, 200, 200),
+        new("GET", "v1/invoices?project={projA}&month=2026-01", null,           401, 200, 200, 200, 400, 400, 200),
+        new("GET", "v1/invoices?project=proj-a&month=2026-01", null,            401, 200, 200, 200, 400, 400, 200),
+        new("GET", "v1/usage?project={projA}", null,                            401, 200, 200, 200, 400, 400, 200),
+        new("GET", "v1/usage/reconcile", null,                                  401, 403, 403, 403, 403, 403, 200),
+        new("POST", "v1/usage/reconcile", null,                                 401, 403, 403, 403, 403, 403, 200),
+        new("GET", "v1/prices", null,                                           401, 200, 200, 200, 200, 200, 200),
+        new("GET", "v1/prices/history", null,                                   401, 200, 200, 200, 200, 200, 200),
+        new("PUT", "v1/prices", Bad,                                            401, 403, 403, 403, 403, 403, 400),
+        new("GET", "v1/budgets?project={projA}", null,                          401, 200, 200, 200, 400, 400, 200),
+        new("PUT", "v1/budgets", Bad,                                           401, 403, 403, 400, 403, 403, 400),
+        new("DELETE", "v1/budgets?project={projA}", null,                       401, 403, 403, 204, 403, 403, NoBudget), // padmin deleted it
         new("GET", "v1/audit", null,                                            401, 403, 403, 403, 403, 403, 200),
         new("GET", "v1/audit/verify", null,                                     401, 403, 403, 403, 403, 403, 200),
     ];
@@ -127,7 +141,7 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
         Assert.True(unguarded.Count == 0, "routes without a policy: " + string.Join(", ", unguarded));
         var stale = AccessPolicy.Routes.Keys.Where(k => !routes.Contains(k)).ToList();
         Assert.True(stale.Count == 0, "policies without a route: " + string.Join(", ", stale));
-        var covered = Matrix.Select(r => $"{r.Method} /{Template(r.Path)}").Concat(Elsewhere).ToHashSet();
+        var covered = Matrix.Select(r => $"{r.Method} /{Template(r.Path.Split('?')[0])}").Concat(Elsewhere).ToHashSet();
         var untested = AccessPolicy.Routes.Keys.Where(k => !covered.Contains(k)).ToList();
         Assert.True(untested.Count == 0, "policies the matrix does not exercise: " + string.Join(", ", untested));
     }
@@ -181,6 +195,7 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
                 {
                     Ok => status is not (401 or 403 or 404) and < 500,
                     NoSnap => status == 404 && body.Contains("snapshot not found", StringComparison.Ordinal),
+                    NoBudget => status == 404 && body.Contains("budget not found", StringComparison.Ordinal),
                     _ => status == expected,
                 };
                 if (!good)
@@ -290,6 +305,11 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
                 Path.Combine(Cloud.DataDir, "nowhere"), 0, null, "{}", null, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
             await Store.UpsertBackupAsync(backup, CancellationToken.None);
             BackupA = backup.Id.ToString("D");
+            using (var budget = Cloud.NewHttp(Cloud.AdminToken))
+            {
+                var put = await budget.PutAsync("v1/budgets", new StringContent($$"""{"project":"{{ProjectA}}","amount":100}""", Encoding.UTF8, "application/json"));
+                Assert.Equal(System.Net.HttpStatusCode.OK, put.StatusCode);
+            }
             var deadline = DateTime.UtcNow.AddSeconds(20);
             while ((await m.GetServerAsync(ServerA)).VmState != "active")
             {

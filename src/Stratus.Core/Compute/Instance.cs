@@ -32,6 +32,7 @@ public enum PowerState { NoState, Running, Paused, Shutdown, Crashed }
 /// <param name="TaskRequestedAt">When the current task was requested (for timeouts).</param>
 /// <param name="RebootSeq">Bumped for every reboot request, so an agent tells a new reboot from one it already did.</param>
 /// <param name="Forwards">Port forwards; a host port of 0 means "not chosen yet".</param>
+/// <param name="ProjectId">The project that owns the server; null means the built-in admin project.</param>
 public sealed record Instance(
     InstanceId Id,
     string Name,

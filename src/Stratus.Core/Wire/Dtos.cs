@@ -72,6 +72,9 @@ public sealed record ServerDto(
     public bool Ha { get; init; }
 
     public int HaPriority { get; init; }
+
+    /// <summary>Only in the answer to a create: the project's budget warning (spending at or over its threshold), else null.</summary>
+    public string? BudgetWarning { get; init; }
 }
 
 /// <summary>PATCH /v1/servers/{id}/ha.</summary>

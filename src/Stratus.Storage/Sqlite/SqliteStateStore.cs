@@ -463,6 +463,7 @@ public sealed partial class SqliteStateStore : IStateStore
                 await tx.RollbackAsync(cancellationToken);
                 return CasOutcome.Conflict;
             }
+            await MeterAsync(c, tx, i, cancellationToken);
         }
         return CasOutcome.Ok;
     }, cancellationToken);
@@ -552,6 +553,7 @@ public sealed partial class SqliteStateStore : IStateStore
             {
                 await InsertActionAsync(c, tx, action, cancellationToken);
             }
+            await MeterAsync(c, tx, updated, cancellationToken);
         }
         return outcome;
     }, cancellationToken);
@@ -629,7 +631,9 @@ public sealed partial class SqliteStateStore : IStateStore
         if (outcome != CasOutcome.Ok)
         {
             await tx.RollbackAsync(cancellationToken);
+            return outcome;
         }
+        await MeterAsync(c, tx, updated, cancellationToken);
         return outcome;
     }, cancellationToken);
 
@@ -703,6 +707,7 @@ public sealed partial class SqliteStateStore : IStateStore
         {
             await InsertActionAsync(c, tx, action, cancellationToken);
         }
+        await MeterAsync(c, tx, updated, cancellationToken);
         return CasOutcome.Ok;
     }, cancellationToken);
 
@@ -967,6 +972,7 @@ public sealed partial class SqliteStateStore : IStateStore
             return outcome;
         }
         await InsertActionAsync(c, tx, action, cancellationToken);
+        await MeterAsync(c, tx, updated, cancellationToken);
         return CasOutcome.Ok;
     }, cancellationToken);
 
@@ -1019,6 +1025,7 @@ public sealed partial class SqliteStateStore : IStateStore
             await del.ExecuteNonQueryAsync(cancellationToken);
         }
         await FinishInTxAsync(c, tx, updated.Id, finish, cancellationToken);
+        await MeterAsync(c, tx, updated, cancellationToken);
         return CasOutcome.Ok;
     }, cancellationToken);
 
