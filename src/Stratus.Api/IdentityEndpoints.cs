@@ -28,6 +28,10 @@ public static class IdentityEndpoints
         v1.MapPost("/auth/logout", async (HttpContext ctx, IdentityService identity) =>
         {
             var p = Caller.Of(ctx);
+            if (!p.IsSession)
+            {
+                return Http.Problem(ctx, Problem.Conflict("not_a_session", "this credential is an API key, not a login session; revoke it with DELETE /v1/auth/keys/{id} (stratus apikey revoke)"));
+            }
             var o = await identity.RevokeAsync(p, p.CredentialId.ToString("D"), ctx.RequestAborted);
             return o.Ok ? Results.NoContent() : Http.Problem(ctx, o.Problem!);
         });

@@ -129,7 +129,7 @@ public sealed partial class IdentityService(IStateStore store, IdentityOptions o
         var role = (await store.ListRolesAsync(cred.UserId, cred.ProjectId, ct)).FirstOrDefault();
         return user is null || user.Disabled || project is null || role is null
             ? null
-            : new Principal(user.Id, user.Name, project.Id, project.Name, role.Role, cred.Id, cred.ExpiresAt);
+            : new Principal(user.Id, user.Name, project.Id, project.Name, role.Role, cred.Id, cred.ExpiresAt, cred.Kind == Credential.Session);
     }
 
     /// <summary>Forgets every remembered credential (after a change of roles, say).</summary>

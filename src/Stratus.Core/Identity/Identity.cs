@@ -41,7 +41,7 @@ public sealed record Credential(
 }
 
 /// <summary>Who is calling: the user, the project the credential is scoped to, and the role there.</summary>
-public sealed record Principal(Guid UserId, string UserName, Guid ProjectId, string ProjectName, Role Role, Guid CredentialId, DateTimeOffset? ExpiresAt)
+public sealed record Principal(Guid UserId, string UserName, Guid ProjectId, string ProjectName, Role Role, Guid CredentialId, DateTimeOffset? ExpiresAt, bool IsSession = false)
 {
     /// <summary>Admins of the admin project administer the cloud; its members and readers may read cloud-wide state.</summary>
     public bool IsCloudAdmin => ProjectId == Project.AdminId && Role == Role.Admin;
