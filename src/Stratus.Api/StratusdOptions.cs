@@ -35,6 +35,9 @@ public sealed class StratusdOptions
     /// <summary>HA: a remote agent's lease; it fences its HA VMs when not renewed within it. Default 6 s.</summary>
     public TimeSpan HaLease { get; set; } = TimeSpan.FromSeconds(6);
 
+    /// <summary>HA fault injection for tests (<c>--ha-hold-recovery NAME=PHASE[,NAME=PHASE…]</c>): see <see cref="HaOptions.HoldRecovery"/>. Empty in production.</summary>
+    public IReadOnlyDictionary<string, string> HaHoldRecovery { get; set; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
     /// <summary>The backup store (a directory every agent reaches; default DATA/backups).</summary>
     public string? BackupDir { get; set; }
 
@@ -83,6 +86,13 @@ public sealed class StratusdOptions
         if (HaLease < TimeSpan.FromSeconds(1) || HaStorageTimeout <= HaLease || HaSuspectAfter < TimeSpan.FromSeconds(1))
         {
             errors.Add("HA timings: --ha-lease ≥ 1 s, --ha-storage-timeout > --ha-lease (a cut-off agent must have fenced before its storage heartbeat counts as stopped), --ha-suspect-after ≥ 1 s");
+        }
+        foreach (var (name, phase) in HaHoldRecovery)
+        {
+            if (!HaOptions.HoldPhases.Contains(phase))
+            {
+                errors.Add($"--ha-hold-recovery {name}={phase}: the phase must be one of {string.Join(", ", HaOptions.HoldPhases)}");
+            }
         }
         if (BackupKeep is < 1 or > 1000)
         {

@@ -25,6 +25,17 @@ public sealed class HaOptions
     /// <summary>Second witness: the host's storage heartbeat is older than this. Default 8 s (longer than the agent's lease, 6 s,
     /// so a cut-off agent has always fenced itself before its heartbeat can count as stopped).</summary>
     public TimeSpan StorageTimeout { get; init; } = TimeSpan.FromSeconds(8);
+
+    /// <summary>The phases a test may hold a recovery after (see <see cref="HoldRecovery"/>).</summary>
+    public static readonly IReadOnlyList<string> HoldPhases = ["claimed", "imported", "started"];
+
+    /// <summary>
+    /// Fault injection for tests; empty in production. The recovery of a server named here stops for good after the
+    /// given phase — <c>claimed</c> (destination chosen and claimed in the store, nothing sent), <c>imported</c> (the VM
+    /// defined there, stopped) or <c>started</c> (its QEMU runs there, the store not yet updated) — so a test can kill the
+    /// controller at exactly that point.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> HoldRecovery { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
 }
 
 /// <summary>Whether a VM's disk on the shared pool is still held open by a QEMU process (QEMU's image locking).</summary>
@@ -204,6 +215,7 @@ public sealed partial class HaMonitor(
         {
             return; // lost a race; the next pass plans again
         }
+        await HoldAsync(inst, "claimed");
         var dst = hub.Session(p.Host);
         try
         {
@@ -214,7 +226,9 @@ public sealed partial class HaMonitor(
             var desired = await reconciler.DesiredVmAsync(inst, DesiredPower.Stopped, ct);
             desired = desired with { Forwards = [.. desired.Forwards.Select(f => f with { HostPort = 0 })] };
             await dst.ImportStoppedAsync(desired, null, ct);
+            await HoldAsync(inst, "imported");
             var running = await dst.StartVmAsync(inst.Id, ct);
+            await HoldAsync(inst, "started");
             var done = time.GetUtcNow();
             for (var attempt = 0; attempt < 50; attempt++)
             {
@@ -267,6 +281,16 @@ public sealed partial class HaMonitor(
         }
     }
 
+    /// <summary>Test fault injection (<see cref="HaOptions.HoldRecovery"/>): never returns when this server's recovery is to be held here.</summary>
+    private async Task HoldAsync(Instance inst, string phase)
+    {
+        if (options.HoldRecovery.TryGetValue(inst.Name, out var hold) && hold == phase)
+        {
+            LogHeld(log, inst.Id, inst.Name, phase);
+            await Task.Delay(Timeout.InfiniteTimeSpan, time);
+        }
+    }
+
     private static Incident Add(Incident i, IncidentEvent e) => i with { Timeline = [.. i.Timeline, e] };
 
     private async Task AddAsync(HostId host, IncidentEvent e, CancellationToken ct)
@@ -290,6 +314,9 @@ public sealed partial class HaMonitor(
 
     [LoggerMessage(42, LogLevel.Information, "Server {InstanceId} recovered on host {HostId} {Seconds:0.0} s after detection")]
     private static partial void LogRecovered(ILogger log, InstanceId instanceId, HostId hostId, double seconds);
+
+    [LoggerMessage(44, LogLevel.Warning, "Server {InstanceId} ({Name}): recovery held after phase {Phase} (fault injection)")]
+    private static partial void LogHeld(ILogger log, InstanceId instanceId, string name, string phase);
 
     [LoggerMessage(43, LogLevel.Error, "HA check failed")]
     private static partial void LogCheckFailed(ILogger log, Exception e);
