@@ -176,6 +176,8 @@ public sealed class HaControllerRestartTests : IAsyncLifetime
         await KillControllerAsync();
         var restart = Stopwatch.StartNew();
         await StartControllerAsync(cmdline);
+        await WaitConnectedAsync(2, "host-2 and host-3 reconnected after the restart");
+        figures["survivors_reconnected_after_restart_s"] = Math.Round(restart.Elapsed.TotalSeconds, 1);
         await WaitAsync(async () => (await ServersAsync(names)).Values.All(s =>
             s.GetProperty("host_name").GetString() is "host-2" or "host-3" && s.GetProperty("task").ValueKind == JsonValueKind.Null
             && s.GetProperty("vm_state").GetString() == "active"),
