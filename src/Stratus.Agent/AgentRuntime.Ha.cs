@@ -24,6 +24,7 @@ namespace Stratus.Agent;
 public sealed partial class AgentRuntime
 {
     private readonly ConcurrentDictionary<InstanceId, byte> _release = new();
+    private readonly ConcurrentDictionary<InstanceId, byte> _fencedVms = new();
     private DateTimeOffset? _leaseUntil;
     private TimeSpan _leaseValid = TimeSpan.FromSeconds(6);
     private string? _controllerBeat;
@@ -31,9 +32,6 @@ public sealed partial class AgentRuntime
     private Task<string?>? _controllerBeatRead;
     private bool _fenceDeferredNoted;
 
-    /// <summary>How long the controller's storage heartbeat may stand still before the agent takes the controller for down
-    /// (it is rewritten every second).</summary>
-    private static readonly TimeSpan ControllerAway = TimeSpan.FromSeconds(3);
     private volatile bool _fenced;
     private int _restartHaOnNextPush;
     private DateTimeOffset _lastStorageBeat;
@@ -178,12 +176,27 @@ public sealed partial class AgentRuntime
         }
         if (text != _controllerBeat)
         {
-            var wasAway = _controllerBeat is not null && now - _controllerBeatChangedAt >= ControllerAway;
+            var wasAway = _controllerBeat is not null && now - _controllerBeatChangedAt >= _options.ControllerAwayAfter;
             _controllerBeat = text;
             _controllerBeatChangedAt = now;
             return wasAway ? ControllerLiveness.Back : ControllerLiveness.Alive;
         }
-        return now - _controllerBeatChangedAt >= ControllerAway ? ControllerLiveness.Away : ControllerLiveness.Alive;
+        return now - _controllerBeatChangedAt >= _options.ControllerAwayAfter ? ControllerLiveness.Away : ControllerLiveness.Alive;
+    }
+
+    /// <summary>Whether a VM is still one this agent stopped by fencing (a fenced VM that runs again is no longer one).</summary>
+    private bool StillFenced(VmStatus s)
+    {
+        if (!_fencedVms.ContainsKey(s.Id))
+        {
+            return false;
+        }
+        if (s.Power is PowerState.Running or PowerState.Paused)
+        {
+            _fencedVms.TryRemove(s.Id, out _);
+            return false;
+        }
+        return true;
     }
 
     private async Task FenceAsync(string dir, CancellationToken ct)
@@ -202,6 +215,7 @@ public sealed partial class AgentRuntime
             {
                 if (await _driver.GetStatusAsync(id, ct) is { Power: PowerState.Running or PowerState.Paused })
                 {
+                    _fencedVms[id] = 0;
                     await _driver.StopAsync(id, TimeSpan.Zero, ct);
                     killed++;
                 }
@@ -251,6 +265,7 @@ public sealed partial class AgentRuntime
         _lastActedOn.TryRemove(id, out _);
         _errors.TryRemove(id, out _);
         _release.TryRemove(id, out _);
+        _fencedVms.TryRemove(id, out _);
         ForgetReboot(id);
     }
 

@@ -182,8 +182,10 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
                 result = "success";
             }
         }
-        else if (inst.Task is null && a is { Exists: true, Error: null } && complete)
+        else if (inst.Task is null && a is { Exists: true, Error: null, Fenced: false } && complete)
         {
+            // (A fenced VM was stopped by its agent fencing itself, not by its guest or a user: the server keeps its state,
+            // so it is started again where it is once the agent holds a lease, or recovered elsewhere — never marked stopped.)
             // The hypervisor process died under a running server: policy "error" — the server goes to
             // error with the reason, keeps its host and disk, and `reboot --hard` brings it back.
             if (inst.VmState is VmState.Active or VmState.Paused && power == PowerState.Crashed)
