@@ -27,6 +27,10 @@ public sealed class AgentOptions
     /// <summary>The shared storage pool's directory (for the HA storage heartbeat and fence records); null when none.</summary>
     public string? SharedPoolDirectory { get; init; }
 
+    /// <summary>How long the controller's storage heartbeat (rewritten every second) may stand still before the agent takes the
+    /// controller for down and does not fence when its lease lapses. Default 3 s; range 0.1–60 s; shorter than the lease.</summary>
+    public TimeSpan ControllerAwayAfter { get; init; } = TimeSpan.FromSeconds(3);
+
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(HostName))
@@ -36,6 +40,10 @@ public sealed class AgentOptions
         if (HeartbeatInterval < TimeSpan.FromMilliseconds(50) || HeartbeatInterval > TimeSpan.FromSeconds(60))
         {
             throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), "must be between 50 ms and 60 s");
+        }
+        if (ControllerAwayAfter < TimeSpan.FromMilliseconds(100) || ControllerAwayAfter > TimeSpan.FromSeconds(60))
+        {
+            throw new ArgumentOutOfRangeException(nameof(ControllerAwayAfter), "must be between 100 ms and 60 s");
         }
         if (MetricsInterval < TimeSpan.FromMilliseconds(200) || MetricsInterval > TimeSpan.FromMinutes(10))
         {

@@ -24,7 +24,14 @@ namespace Stratus.Agent;
 public sealed partial class AgentRuntime
 {
     private readonly ConcurrentDictionary<InstanceId, byte> _release = new();
+    private readonly ConcurrentDictionary<InstanceId, byte> _fencedVms = new();
     private DateTimeOffset? _leaseUntil;
+    private TimeSpan _leaseValid = TimeSpan.FromSeconds(6);
+    private string? _controllerBeat;
+    private DateTimeOffset _controllerBeatChangedAt;
+    private Task<string?>? _controllerBeatRead;
+    private bool _fenceDeferredNoted;
+
     private volatile bool _fenced;
     private int _restartHaOnNextPush;
     private DateTimeOffset _lastStorageBeat;
@@ -74,6 +81,8 @@ public sealed partial class AgentRuntime
     public Task RenewLeaseAsync(long epoch, TimeSpan valid, CancellationToken cancellationToken)
     {
         _leaseUntil = _time.GetUtcNow() + valid;
+        _leaseValid = valid;
+        _fenceDeferredNoted = false;
         if (_fenced)
         {
             _fenced = false;
@@ -97,9 +106,30 @@ public sealed partial class AgentRuntime
             return;
         }
         var now = _time.GetUtcNow();
+        var controller = await ReadControllerBeatAsync(dir, now);
+        if (controller == ControllerLiveness.Back && _leaseUntil is { } lapsing && lapsing < now + _leaseValid)
+        {
+            // The controller was down and is back: give this agent one lease period to reconnect before it counts as cut off.
+            _leaseUntil = now + _leaseValid;
+            LogControllerBack(_log, _options.HostName);
+        }
         if (_leaseUntil is { } until && now > until && !_fenced)
         {
-            await FenceAsync(dir, ct);
+            if (controller == ControllerLiveness.Away)
+            {
+                // No controller runs, so none can restart these VMs elsewhere: fencing would only take them down. A controller
+                // that comes back rewrites its heartbeat; then the lease counts again (and a restarted controller declares
+                // nothing before this agent has fenced: its witnesses are this agent's fence record or stopped heartbeat).
+                if (!_fenceDeferredNoted)
+                {
+                    _fenceDeferredNoted = true;
+                    LogFenceDeferred(_log, _options.HostName, (now - _controllerBeatChangedAt).TotalSeconds);
+                }
+            }
+            else
+            {
+                await FenceAsync(dir, ct);
+            }
         }
         if (!_fenced && now - _lastStorageBeat >= TimeSpan.FromSeconds(1))
         {
@@ -108,6 +138,65 @@ public sealed partial class AgentRuntime
                 string.Create(CultureInfo.InvariantCulture, $"{_epoch} {now:O}\n"), ct);
             _lastStorageBeat = now;
         }
+    }
+
+    private enum ControllerLiveness
+    {
+        /// <summary>No controller heartbeat readable (none written, or the pool does not answer): fence as the lease says.</summary>
+        Unknown,
+        Alive,
+        /// <summary>The heartbeat stands still: the controller is down.</summary>
+        Away,
+        /// <summary>The heartbeat moved again after standing still: the controller restarted.</summary>
+        Back,
+    }
+
+    /// <summary>Reads the controller's storage heartbeat (comparing its content between reads, so clocks need not agree). A read
+    /// that does not finish within half a second — a hung pool — counts as unknown, never as a controller outage.</summary>
+    private async Task<ControllerLiveness> ReadControllerBeatAsync(string dir, DateTimeOffset now)
+    {
+        if (_controllerBeatRead is { IsCompleted: false })
+        {
+            return ControllerLiveness.Unknown;
+        }
+        var file = Path.Combine(dir, "controller.hb");
+        var read = _controllerBeatRead = Task.Run(() => File.Exists(file) ? File.ReadAllText(file) : null);
+        string? text;
+        try
+        {
+            text = await read.WaitAsync(TimeSpan.FromMilliseconds(500), _time);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException)
+        {
+            return ControllerLiveness.Unknown;
+        }
+        if (text is null)
+        {
+            return ControllerLiveness.Unknown;
+        }
+        if (text != _controllerBeat)
+        {
+            var wasAway = _controllerBeat is not null && now - _controllerBeatChangedAt >= _options.ControllerAwayAfter;
+            _controllerBeat = text;
+            _controllerBeatChangedAt = now;
+            return wasAway ? ControllerLiveness.Back : ControllerLiveness.Alive;
+        }
+        return now - _controllerBeatChangedAt >= _options.ControllerAwayAfter ? ControllerLiveness.Away : ControllerLiveness.Alive;
+    }
+
+    /// <summary>Whether a VM is still one this agent stopped by fencing (a fenced VM that runs again is no longer one).</summary>
+    private bool StillFenced(VmStatus s)
+    {
+        if (!_fencedVms.ContainsKey(s.Id))
+        {
+            return false;
+        }
+        if (s.Power is PowerState.Running or PowerState.Paused)
+        {
+            _fencedVms.TryRemove(s.Id, out _);
+            return false;
+        }
+        return true;
     }
 
     private async Task FenceAsync(string dir, CancellationToken ct)
@@ -126,6 +215,7 @@ public sealed partial class AgentRuntime
             {
                 if (await _driver.GetStatusAsync(id, ct) is { Power: PowerState.Running or PowerState.Paused })
                 {
+                    _fencedVms[id] = 0;
                     await _driver.StopAsync(id, TimeSpan.Zero, ct);
                     killed++;
                 }
@@ -175,6 +265,7 @@ public sealed partial class AgentRuntime
         _lastActedOn.TryRemove(id, out _);
         _errors.TryRemove(id, out _);
         _release.TryRemove(id, out _);
+        _fencedVms.TryRemove(id, out _);
         ForgetReboot(id);
     }
 
@@ -183,6 +274,12 @@ public sealed partial class AgentRuntime
 
     [LoggerMessage(21, LogLevel.Information, "Host {HostName}: lease renewed; no longer fenced")]
     private static partial void LogUnfenced(ILogger log, string hostName);
+
+    [LoggerMessage(23, LogLevel.Warning, "Host {HostName}: lease lapsed, but the controller's storage heartbeat has stood still for {Seconds:0.0} s (controller down): not fencing")]
+    private static partial void LogFenceDeferred(ILogger log, string hostName, double seconds);
+
+    [LoggerMessage(24, LogLevel.Information, "Host {HostName}: the controller's storage heartbeat moves again (controller back); one lease period to reconnect")]
+    private static partial void LogControllerBack(ILogger log, string hostName);
 
     [LoggerMessage(22, LogLevel.Information, "VM {InstanceId}: no longer this host's (recovered or moved elsewhere); stopped, shared disk kept")]
     private static partial void LogReleased(ILogger log, InstanceId instanceId);

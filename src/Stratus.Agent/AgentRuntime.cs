@@ -199,6 +199,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
                 _desired.TryRemove(id, out _);
                 _lastActedOn.TryRemove(id, out _);
                 _errors.TryRemove(id, out _);
+                _fencedVms.TryRemove(id, out _);
                 ForgetReboot(id);
                 return;
             }
@@ -325,7 +326,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         {
             seen.Add(s.Id);
             vms.Add(new ActualVm(s.Id, s.Power, s.Pid, s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
-                AppliedReboot(s.Id), _errors.GetValueOrDefault(s.Id), true));
+                AppliedReboot(s.Id), _errors.GetValueOrDefault(s.Id), true, StillFenced(s)));
         }
         foreach (var id in _desired.Keys.Where(id => !seen.Contains(id)))
         {

@@ -18,7 +18,7 @@ namespace Stratus.Agent;
 /// An agent's connection to the controller over gRPC: dials the controller's agent endpoint
 /// (<c>http://HOST:PORT</c> or <c>unix:/path/agent.sock</c>), says Hello with the per-host token,
 /// then relays reports up and desired state and requests down. When the stream breaks it
-/// reconnects with backoff (250 ms doubling to 10 s, with jitter); VMs keep running meanwhile and
+/// reconnects with backoff (250 ms doubling to <see cref="MaxBackoff"/>, with jitter); VMs keep running meanwhile and
 /// reports are dropped (they are level-triggered: the next one after reconnecting says it all).
 /// Several agents (hollow hosts) may share one <see cref="GrpcChannel"/>: each has its own stream.
 /// </summary>
@@ -50,6 +50,10 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
         _token = token;
         _log = logger;
     }
+
+    /// <summary>The longest wait between two connection attempts (plus up to half of it as jitter). Default 10 s; an agent
+    /// holding HA leases uses less, so a controller that restarts finds it back well within one lease.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How many times the stream was established (1 + reconnects).</summary>
     public int Connections => Volatile.Read(ref _connections);
@@ -221,7 +225,7 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
             {
                 break;
             }
-            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
         }
     }
 

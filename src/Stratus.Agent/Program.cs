@@ -56,7 +56,11 @@ try
                 CgroupParent = "stratus-" + name,
             }, loggers.CreateLogger<QemuDriver>()),
         };
-        var client = new GrpcControllerClient(channel, token, loggers.CreateLogger($"Stratus.Agent.{name}"));
+        var client = new GrpcControllerClient(channel, token, loggers.CreateLogger($"Stratus.Agent.{name}"))
+        {
+            // With a shared pool the agent holds HA leases (6 s): after a controller restart it must be back well within one.
+            MaxBackoff = o.SharedPool is null ? TimeSpan.FromSeconds(10) : TimeSpan.FromSeconds(2),
+        };
         var agent = new AgentRuntime(new AgentOptions
         {
             HostName = name,

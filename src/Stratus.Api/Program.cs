@@ -56,6 +56,7 @@ namespace Stratus.Api
                         case "--ha-suspect-after": o.HaSuspectAfter = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-storage-timeout": o.HaStorageTimeout = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                        case "--ha-hold-recovery": o.HaHoldRecovery = ParseHolds(Next()); break;
                         case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
                         case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--rate-limit": o.RateLimit = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
@@ -78,6 +79,22 @@ namespace Stratus.Api
             }
             errors.AddRange(o.Validate());
             return o;
+        }
+
+        /// <summary>NAME=PHASE[,NAME=PHASE…] (test fault injection).</summary>
+        private static Dictionary<string, string> ParseHolds(string value)
+        {
+            var holds = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var pair in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var parts = pair.Split('=', 2);
+                if (parts.Length != 2 || parts[0].Length == 0)
+                {
+                    throw new ArgumentException($"--ha-hold-recovery: '{pair}' is not NAME=PHASE");
+                }
+                holds[parts[0]] = parts[1];
+            }
+            return holds;
         }
     }
 
@@ -161,6 +178,7 @@ namespace Stratus.Api
                 SharedPool = options.SharedPool,
                 SuspectAfter = options.HaSuspectAfter,
                 StorageTimeout = options.HaStorageTimeout,
+                HoldRecovery = options.HaHoldRecovery,
             });
             builder.Services.AddSingleton<IDiskLockProbe, QemuImgLockProbe>();
             builder.Services.AddSingleton<HaMonitor>();

@@ -35,6 +35,9 @@ public sealed class StratusdOptions
     /// <summary>HA: a remote agent's lease; it fences its HA VMs when not renewed within it. Default 6 s.</summary>
     public TimeSpan HaLease { get; set; } = TimeSpan.FromSeconds(6);
 
+    /// <summary>HA fault injection for tests (<c>--ha-hold-recovery NAME=PHASE[,NAME=PHASE…]</c>): see <see cref="HaOptions.HoldRecovery"/>. Empty in production.</summary>
+    public IReadOnlyDictionary<string, string> HaHoldRecovery { get; set; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
     /// <summary>The backup store (a directory every agent reaches; default DATA/backups).</summary>
     public string? BackupDir { get; set; }
 
@@ -109,6 +112,13 @@ public sealed class StratusdOptions
         if (RateLimit < 0 || RateBurst < 1)
         {
             errors.Add("--rate-limit must be 0 (off) or more, --rate-burst at least 1");
+        }
+        foreach (var (name, phase) in HaHoldRecovery)
+        {
+            if (!HaOptions.HoldPhases.Contains(phase))
+            {
+                errors.Add($"--ha-hold-recovery {name}={phase}: the phase must be one of {string.Join(", ", HaOptions.HoldPhases)}");
+            }
         }
         if (BackupKeep is < 1 or > 1000)
         {

@@ -19,6 +19,7 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
     private readonly ConcurrentDictionary<HostId, IAgentSession> _sessions = new();
     private readonly ConcurrentDictionary<HostId, bool> _complete = new();
     private readonly ConcurrentDictionary<HostId, SemaphoreSlim> _reportLocks = new();
+    private readonly ConcurrentDictionary<HostId, HostReport> _lastReports = new();
 
     /// <summary>Default allocation ratios and reserved resources for newly registered hosts.</summary>
     public AllocationRatios DefaultRatios { get; init; } = AllocationRatios.Default;
@@ -53,6 +54,7 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
     {
         _sessions.TryRemove(host, out _);
         _complete.TryRemove(host, out _);
+        _lastReports.TryRemove(host, out _);
     }
 
     /// <summary>Detaches <paramref name="session"/> only if it is still the host's current one (a reconnected agent's new session stays).</summary>
@@ -61,7 +63,29 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         if (_sessions.TryRemove(new KeyValuePair<HostId, IAgentSession>(host, session)))
         {
             _complete.TryRemove(host, out _);
+            _lastReports.TryRemove(host, out _);
         }
+    }
+
+    /// <summary>
+    /// The latest report of a connected host's agent received by this controller process (null before its first one).
+    /// It lists every VM the host's hypervisor has, including ones no server of the host's desired state names
+    /// (a recovery's VM before the store moved it there).
+    /// </summary>
+    public HostReport? LastReport(HostId host) => _sessions.ContainsKey(host) ? _lastReports.GetValueOrDefault(host) : null;
+
+    /// <summary>A connected host other than <paramref name="except"/> whose latest report has this VM running or paused, or null.</summary>
+    public (HostId Host, ActualVm Vm)? RunningOn(InstanceId id, HostId except)
+    {
+        foreach (var (host, report) in _lastReports)
+        {
+            if (host != except && _sessions.ContainsKey(host)
+                && report.Vms.FirstOrDefault(v => v.Id == id && v.Exists && v.Power is PowerState.Running or PowerState.Paused) is { } vm)
+            {
+                return (host, vm);
+            }
+        }
+        return null;
     }
 
     public IAgentSession? Session(HostId host) => _sessions.GetValueOrDefault(host);
@@ -87,6 +111,10 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
             if (report.Complete)
             {
                 _complete[report.HostId] = true;
+            }
+            if (_sessions.ContainsKey(report.HostId))
+            {
+                _lastReports[report.HostId] = report;
             }
         }
         finally
@@ -119,6 +147,7 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         {
             return; // the migration workflow owns the server until it moves or rolls back
         }
+
         if (inst.Task == InstanceTask.Deleting)
         {
             if (a is null || !a.Exists)
@@ -153,8 +182,10 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
                 result = "success";
             }
         }
-        else if (inst.Task is null && a is { Exists: true, Error: null } && complete)
+        else if (inst.Task is null && a is { Exists: true, Error: null, Fenced: false } && complete)
         {
+            // (A fenced VM was stopped by its agent fencing itself, not by its guest or a user: the server keeps its state,
+            // so it is started again where it is once the agent holds a lease, or recovered elsewhere — never marked stopped.)
             // The hypervisor process died under a running server: policy "error" — the server goes to
             // error with the reason, keeps its host and disk, and `reboot --hard` brings it back.
             if (inst.VmState is VmState.Active or VmState.Paused && power == PowerState.Crashed)

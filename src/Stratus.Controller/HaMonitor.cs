@@ -25,6 +25,21 @@ public sealed class HaOptions
     /// <summary>Second witness: the host's storage heartbeat is older than this. Default 8 s (longer than the agent's lease, 6 s,
     /// so a cut-off agent has always fenced itself before its heartbeat can count as stopped).</summary>
     public TimeSpan StorageTimeout { get; init; } = TimeSpan.FromSeconds(8);
+
+    /// <summary>After a controller restart, how long a recovery the previous process left in progress waits for its destination's agent
+    /// to report before it is rolled back (and retried under the disk-lock guard). Default 15 s.</summary>
+    public TimeSpan InterruptedWait { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>The phases a test may hold a recovery after (see <see cref="HoldRecovery"/>).</summary>
+    public static readonly IReadOnlyList<string> HoldPhases = ["claimed", "imported", "started"];
+
+    /// <summary>
+    /// Fault injection for tests; empty in production. The recovery of a server named here stops for good after the
+    /// given phase — <c>claimed</c> (destination chosen and claimed in the store, nothing sent), <c>imported</c> (the VM
+    /// defined there, stopped) or <c>started</c> (its QEMU runs there, the store not yet updated) — so a test can kill the
+    /// controller at exactly that point.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> HoldRecovery { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
 }
 
 /// <summary>Whether a VM's disk on the shared pool is still held open by a QEMU process (QEMU's image locking).</summary>
@@ -42,37 +57,126 @@ public interface IDiskLockProbe
 /// but only once its disk is free (no QEMU holds it: the last guard against running twice — an agent
 /// that crashed alone leaves its QEMU running, and nothing is restarted). <c>host_id</c> changes only
 /// once QEMU runs on the new host. Every incident is a timeline in the store.
+/// <para>
+/// Across a controller restart: the monitor writes its own storage heartbeat (<see cref="ControllerBeatFile"/>), so
+/// agents can tell a controller outage from a cut link and do not fence for it; silence it did not watch (before its
+/// start) is not counted against a host; and recoveries the previous process left in progress are settled against
+/// what the destinations report: a VM already running there is adopted, one that is not is removed there and retried.
+/// </para>
 /// </summary>
 public sealed partial class HaMonitor(
     IStateStore store, AgentHub hub, Reconciler reconciler, ReconcileSignal signal, HaOptions options, IDiskLockProbe locks, TimeProvider time,
     ILogger<HaMonitor> log) : BackgroundService
 {
+    /// <summary>The controller's storage heartbeat, in <c>SHARED/.ha/</c>, rewritten every check interval. An agent whose lease
+    /// lapsed while this file stands still knows no controller can restart its VMs elsewhere, and does not fence.</summary>
+    public const string ControllerBeatFile = "controller.hb";
+
     private readonly ConcurrentDictionary<HostId, Incident> _open = new();
     private readonly ConcurrentDictionary<InstanceId, Task> _recovering = new();
     private readonly ConcurrentDictionary<InstanceId, bool> _waitingNoted = new();
+    private readonly ConcurrentDictionary<InstanceId, MigrationRecord> _interrupted = new();
     private readonly Dictionary<HostId, DateTimeOffset> _lastSeen = [];
+    private readonly SemaphoreSlim _incidentGate = new(1, 1);
+    private readonly DateTimeOffset _startedAt = time.GetUtcNow();
+    private long _beatPendingSince;
+    private volatile bool _beatFailed;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await LoadAsync(stoppingToken);
         if (options.SharedPool is null)
         {
+            foreach (var m in _interrupted.Values)
+            {
+                if (await store.GetInstanceAsync(m.InstanceId, stoppingToken) is { } inst)
+                {
+                    await RollBackAsync(inst, m, "HA is off (no shared pool)", stoppingToken);
+                }
+            }
             return;
         }
-        foreach (var i in (await store.ListIncidentsAsync(stoppingToken)).Where(i => i.State == "open"))
+        var beat = Task.Run(() => BeatLoopAsync(stoppingToken), CancellationToken.None);
+        using var timer = new PeriodicTimer(options.CheckInterval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    await CheckAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogCheckFailed(log, e);
+                }
+            }
+        }
+        finally
+        {
+            await beat.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <summary>
+    /// Reads what a previous controller process left: open incidents, and recoveries it had begun (a <c>recovery</c>
+    /// row, the server in task <c>recovering</c>), which <see cref="CheckAsync"/> settles. Public for tests.
+    /// </summary>
+    public async Task LoadAsync(CancellationToken ct)
+    {
+        foreach (var i in (await store.ListIncidentsAsync(ct)).Where(i => i.State == "open"))
         {
             _open[i.HostId] = i;
         }
-        using var timer = new PeriodicTimer(options.CheckInterval, time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
+        foreach (var m in (await store.ListMigrationsAsync(ct)).Where(m => m.Kind == "recovery" && !_recovering.ContainsKey(m.InstanceId)))
         {
-            try
+            _interrupted[m.InstanceId] = m;
+            LogInterrupted(log, m.InstanceId, m.Destination);
+        }
+    }
+
+    /// <summary>Rewrites <see cref="ControllerBeatFile"/> every check interval; a write that fails or hangs marks the pool unreachable.</summary>
+    private async Task BeatLoopAsync(CancellationToken ct)
+    {
+        var dir = Path.Combine(options.SharedPool!, ".ha");
+        var file = Path.Combine(dir, ControllerBeatFile);
+        using var timer = new PeriodicTimer(options.CheckInterval, time);
+        try
+        {
+            do
             {
-                await CheckAsync(stoppingToken);
+                Interlocked.Exchange(ref _beatPendingSince, time.GetUtcNow().UtcTicks);
+                try
+                {
+                    Directory.CreateDirectory(dir);
+                    await File.WriteAllTextAsync(file, $"{Environment.ProcessId} {time.GetUtcNow():O}\n", ct);
+                    _beatFailed = false;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    if (!_beatFailed)
+                    {
+                        LogPoolUnreachable(log, e.Message);
+                    }
+                    _beatFailed = true;
+                }
+                Interlocked.Exchange(ref _beatPendingSince, 0);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                LogCheckFailed(log, e);
-            }
+            while (await timer.WaitForNextTickAsync(ct));
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>False while the controller cannot write its own heartbeat to the shared pool: it then cannot read the
+    /// hosts' either, and a missing storage heartbeat is no witness.</summary>
+    private bool PoolReachable
+    {
+        get
+        {
+            var pending = Interlocked.Read(ref _beatPendingSince);
+            return !_beatFailed && (pending == 0 || time.GetUtcNow().UtcTicks - pending < 3 * options.CheckInterval.Ticks);
         }
     }
 
@@ -80,6 +184,7 @@ public sealed partial class HaMonitor(
     public async Task CheckAsync(CancellationToken ct)
     {
         var now = time.GetUtcNow();
+        ResolveInterrupted(now);
         foreach (var h in await store.ListHostsAsync(ct))
         {
             var connected = hub.Session(h.Id) is not null;
@@ -89,7 +194,9 @@ public sealed partial class HaMonitor(
             }
             var seen = _lastSeen.TryGetValue(h.Id, out var s) ? s : h.LastHeartbeat ?? h.CreatedAt;
             var heartbeat = h.LastHeartbeat ?? h.CreatedAt;
-            var silent = now - (connected ? heartbeat : (seen < heartbeat ? seen : heartbeat));
+            var lastSign = connected ? heartbeat : (seen < heartbeat ? seen : heartbeat);
+            // This process did not watch the hosts before it started: their silence counts from its start at the earliest.
+            var silent = now - (lastSign > _startedAt ? lastSign : _startedAt);
             if (h.State == HostState.Up && connected && silent < options.SuspectAfter)
             {
                 if (_open.TryRemove(h.Id, out var back))
@@ -137,6 +244,10 @@ public sealed partial class HaMonitor(
         {
             return "the host fenced itself (fence record on the shared pool)";
         }
+        if (!PoolReachable)
+        {
+            return null; // the controller cannot write the pool itself: a heartbeat it cannot read proves nothing
+        }
         var beat = Path.Combine(dir, h.Name + ".hb");
         var age = File.Exists(beat) ? time.GetUtcNow() - File.GetLastWriteTimeUtc(beat) : TimeSpan.MaxValue;
         return age >= options.StorageTimeout
@@ -151,7 +262,7 @@ public sealed partial class HaMonitor(
         {
             return;
         }
-        if (pending.Count == 0 && !_recovering.Keys.Any(id => pending.Any(p => p.Id == id)) && incident.Timeline.Any(e => e.Kind is "restarted" or "waiting"))
+        if (pending.Count == 0 && incident.Timeline.Any(e => e.Kind is "restarted" or "waiting"))
         {
             if ((await HaServersAsync(h.Id, ct)).Count == 0 && _open.TryRemove(h.Id, out var done))
             {
@@ -165,6 +276,12 @@ public sealed partial class HaMonitor(
             {
                 continue;
             }
+            // Already running on another host (a recovery whose outcome was lost, its destination back late): adopt it there.
+            if (hub.RunningOn(inst.Id, h.Id) is { } stray)
+            {
+                Run(inst.Id, () => AdoptStrayAsync(inst, h, stray.Host, stray.Vm, incident.DetectedAt));
+                continue;
+            }
             if (await locks.IsLockedAsync(inst.Id, ct) == true)
             {
                 if (_waitingNoted.TryAdd(inst.Id, true))
@@ -174,18 +291,34 @@ public sealed partial class HaMonitor(
                 continue;
             }
             _waitingNoted.TryRemove(inst.Id, out _);
-            _recovering[inst.Id] = Task.Run(async () =>
-            {
-                try
-                {
-                    await RecoverAsync(inst, h, incident.DetectedAt, CancellationToken.None);
-                }
-                finally
-                {
-                    _recovering.TryRemove(inst.Id, out _);
-                }
-            }, CancellationToken.None);
+            Run(inst.Id, () => RecoverAsync(inst, h, incident.DetectedAt, CancellationToken.None));
         }
+    }
+
+    /// <summary>Runs one server's recovery work off the check loop; at most one at a time per server.</summary>
+    private void Run(InstanceId id, Func<Task> work)
+    {
+        var gate = new TaskCompletionSource();
+        if (!_recovering.TryAdd(id, gate.Task))
+        {
+            return;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await work();
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogRecoveryFailed(log, e, id);
+            }
+            finally
+            {
+                _recovering.TryRemove(id, out _);
+                gate.SetResult();
+            }
+        }, CancellationToken.None);
     }
 
     private async Task RecoverAsync(Instance inst, Host failed, DateTimeOffset detectedAt, CancellationToken ct)
@@ -204,6 +337,7 @@ public sealed partial class HaMonitor(
         {
             return; // lost a race; the next pass plans again
         }
+        await HoldAsync(inst, "claimed");
         var dst = hub.Session(p.Host);
         try
         {
@@ -214,35 +348,12 @@ public sealed partial class HaMonitor(
             var desired = await reconciler.DesiredVmAsync(inst, DesiredPower.Stopped, ct);
             desired = desired with { Forwards = [.. desired.Forwards.Select(f => f with { HostPort = 0 })] };
             await dst.ImportStoppedAsync(desired, null, ct);
+            await HoldAsync(inst, "imported");
             var running = await dst.StartVmAsync(inst.Id, ct);
+            await HoldAsync(inst, "started");
             var done = time.GetUtcNow();
-            for (var attempt = 0; attempt < 50; attempt++)
-            {
-                var fresh = await store.GetInstanceAsync(inst.Id, ct);
-                if (fresh is null)
-                {
-                    return;
-                }
-                var moved = fresh with
-                {
-                    HostId = p.Host,
-                    Task = null,
-                    TaskRequestedAt = null,
-                    VmState = VmState.Active,
-                    PowerState = running.Power,
-                    Fault = null,
-                    Forwards = running.Forwards.Count > 0 ? [.. running.Forwards.Select(f => new Forward(f.HostPort, f.GuestPort))] : fresh.Forwards,
-                    UpdatedAt = done,
-                };
-                var message = $"restarted on host {p.Host} {(done - detectedAt).TotalSeconds:0.0} s after host {failed.Name} was suspected";
-                if (await store.FinishMigrationAsync(moved, true, new ActionFinish("success", message, done), ct) == CasOutcome.Ok)
-                {
-                    await AddAsync(failed.Id, new IncidentEvent(done, "restarted", $"server {inst.Name}: {message}", inst.Id.ToString()), ct);
-                    LogRecovered(log, inst.Id, p.Host, (done - detectedAt).TotalSeconds);
-                    signal.Signal(p.Host);
-                    return;
-                }
-            }
+            await CommitAsync(inst.Id, failed.Id, p.Host, running, $"restarted on host {p.Host} {(done - detectedAt).TotalSeconds:0.0} s after host {failed.Name} was suspected",
+                detectedAt, ct);
         }
         catch (Exception e) when (e is AgentRequestException or OperationCanceledException or TimeoutException)
         {
@@ -257,30 +368,203 @@ public sealed partial class HaMonitor(
                 {
                 }
             }
-            var fresh = await store.GetInstanceAsync(inst.Id, CancellationToken.None);
-            if (fresh is not null)
+            if (await store.GetInstanceAsync(inst.Id, CancellationToken.None) is { } fresh)
             {
-                await store.FinishMigrationAsync(fresh with { Task = null, TaskRequestedAt = null }, false,
-                    new ActionFinish("error", $"recovery attempt failed ({reason}); retrying", time.GetUtcNow()), CancellationToken.None);
+                await RollBackAsync(fresh, record, reason, CancellationToken.None);
             }
-            await AddAsync(failed.Id, new IncidentEvent(time.GetUtcNow(), "retry", $"server {inst.Name}: {reason}", inst.Id.ToString()), CancellationToken.None);
+        }
+    }
+
+    /// <summary>
+    /// The server runs on <paramref name="destination"/>: one transaction moves it there (host_id, allocation, state
+    /// active, the recovery row gone). Called only with the destination's word that QEMU runs.
+    /// </summary>
+    private async Task<bool> CommitAsync(InstanceId id, HostId failed, HostId destination, ActualVm running, string message, DateTimeOffset detectedAt,
+        CancellationToken ct)
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            var fresh = await store.GetInstanceAsync(id, ct);
+            if (fresh is null)
+            {
+                return false;
+            }
+            var done = time.GetUtcNow();
+            var moved = fresh with
+            {
+                HostId = destination,
+                Task = null,
+                TaskRequestedAt = null,
+                VmState = VmState.Active,
+                PowerState = running.Power,
+                Fault = null,
+                Forwards = running.Forwards.Count > 0 ? [.. running.Forwards.Select(f => new Forward(f.HostPort, f.GuestPort))] : fresh.Forwards,
+                UpdatedAt = done,
+            };
+            if (await store.FinishMigrationAsync(moved, true, new ActionFinish("success", message, done), ct) == CasOutcome.Ok)
+            {
+                await AddAsync(failed, new IncidentEvent(done, "restarted", $"server {fresh.Name}: {message}", id.ToString()), ct);
+                LogRecovered(log, id, destination, (done - detectedAt).TotalSeconds);
+                signal.Signal(destination);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Gives the destination's claim back; the server stays on the failed host without a task, and the next check retries it.</summary>
+    private async Task RollBackAsync(Instance inst, MigrationRecord m, string reason, CancellationToken ct)
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            var fresh = attempt == 0 ? inst : await store.GetInstanceAsync(inst.Id, ct);
+            if (fresh is null)
+            {
+                break;
+            }
+            var outcome = await store.FinishMigrationAsync(fresh with { Task = null, TaskRequestedAt = null }, false,
+                new ActionFinish("error", $"recovery attempt failed ({reason}); retrying", time.GetUtcNow()), ct);
+            if (outcome is CasOutcome.Ok or CasOutcome.NotFound)
+            {
+                break;
+            }
+        }
+        _interrupted.TryRemove(inst.Id, out _);
+        await AddAsync(m.Source, new IncidentEvent(time.GetUtcNow(), "retry", $"server {inst.Name}: {reason}", inst.Id.ToString()), ct);
+    }
+
+    /// <summary>
+    /// Settles the recoveries a previous controller process left in progress, once their destination's agent has reported
+    /// to this one (its report lists every VM its hypervisor has, recovered ones included): running there → adopted;
+    /// defined there but not running → removed there (refused while a start still in flight makes it run: the next report
+    /// tells), then rolled back and retried; not there → rolled back and retried. A destination silent for
+    /// <see cref="HaOptions.InterruptedWait"/> after this process started → rolled back; the disk-lock guard still keeps the
+    /// server from starting anywhere while a QEMU of it lives, and a VM found running later is adopted where it runs.
+    /// </summary>
+    private void ResolveInterrupted(DateTimeOffset now)
+    {
+        foreach (var m in _interrupted.Values)
+        {
+            if (_recovering.ContainsKey(m.InstanceId))
+            {
+                continue;
+            }
+            var session = hub.Session(m.Destination);
+            var report = session is null ? null : hub.LastReport(m.Destination);
+            if (report is null && now - _startedAt < options.InterruptedWait)
+            {
+                continue;
+            }
+            Run(m.InstanceId, () => ResolveAsync(m, session, report, CancellationToken.None));
+        }
+    }
+
+    private async Task ResolveAsync(MigrationRecord m, IAgentSession? session, HostReport? report, CancellationToken ct)
+    {
+        var inst = await store.GetInstanceAsync(m.InstanceId, ct);
+        if (inst is not { Task: InstanceTask.Recovering })
+        {
+            _interrupted.TryRemove(m.InstanceId, out _);
+            return;
+        }
+        if (report is null || session is null)
+        {
+            await RollBackAsync(inst, m, "the controller restarted during the recovery and the destination's agent did not report since", ct);
+            return;
+        }
+        var vm = report.Vms.FirstOrDefault(v => v.Id == m.InstanceId && v.Exists);
+        var detectedAt = _open.TryGetValue(m.Source, out var incident) ? incident.DetectedAt : m.StartedAt;
+        if (vm is { Power: PowerState.Running or PowerState.Paused })
+        {
+            var message = $"adopted on host {m.Destination}, where it already ran when the controller restarted during its recovery";
+            if (await CommitAsync(m.InstanceId, m.Source, m.Destination, vm, message, detectedAt, ct))
+            {
+                _interrupted.TryRemove(m.InstanceId, out _);
+                LogAdopted(log, m.InstanceId, m.Destination);
+            }
+            return;
+        }
+        if (vm is not null)
+        {
+            try
+            {
+                await session.StopAsyncSafe(m.InstanceId);
+            }
+            catch (Exception e) when (e is AgentRequestException or OperationCanceledException or TimeoutException)
+            {
+                LogInterruptedCleanupFailed(log, m.InstanceId, m.Destination, e.Message);
+                return; // kept; settled again on a later report
+            }
+        }
+        await RollBackAsync(inst, m, $"the controller restarted during the recovery; host {m.Destination} had {(vm is null ? "not defined it" : "defined but not started it (removed)")}", ct);
+    }
+
+    /// <summary>A pending server of a failed host that another host reports running: claim it there and commit, nothing restarted.</summary>
+    private async Task AdoptStrayAsync(Instance inst, Host failed, HostId host, ActualVm vm, DateTimeOffset detectedAt)
+    {
+        var ct = CancellationToken.None;
+        if (await store.GetHostAsync(host, ct) is not { } h)
+        {
+            return;
+        }
+        var now = time.GetUtcNow();
+        var record = new MigrationRecord(inst.Id, failed.Id, host, "recovery", inst.Resources, now);
+        var outcome = await store.BeginMigrationAsync(inst with { Task = InstanceTask.Recovering, TaskRequestedAt = now, UpdatedAt = now }, record, h.Generation,
+            new InstanceAction(0, inst.Id, "recover", "ha", now, null, "pending", $"host {failed.Name} failed; found running on host {h.Name}"), ct);
+        if (outcome != CasOutcome.Ok)
+        {
+            if (_waitingNoted.TryAdd(inst.Id, true))
+            {
+                await AddAsync(failed.Id, new IncidentEvent(now, "waiting", $"server {inst.Name}: runs on host {h.Name}, which cannot take its claim ({outcome}); not restarted", inst.Id.ToString()), ct);
+            }
+            return;
+        }
+        await CommitAsync(inst.Id, failed.Id, host, vm, $"adopted on host {h.Name}, where it was found running", detectedAt, ct);
+    }
+
+    /// <summary>Test fault injection (<see cref="HaOptions.HoldRecovery"/>): never returns when this server's recovery is to be held here.</summary>
+    private async Task HoldAsync(Instance inst, string phase)
+    {
+        if (options.HoldRecovery.TryGetValue(inst.Name, out var hold) && hold == phase)
+        {
+            LogHeld(log, inst.Id, inst.Name, phase);
+            await Task.Delay(Timeout.InfiniteTimeSpan, time);
         }
     }
 
     private static Incident Add(Incident i, IncidentEvent e) => i with { Timeline = [.. i.Timeline, e] };
 
+    /// <summary>Appends to the host's open incident (none open: nothing to record). Serialized, so saves never go back in time.</summary>
     private async Task AddAsync(HostId host, IncidentEvent e, CancellationToken ct)
     {
-        Incident? updated = null;
-        _open.AddOrUpdate(host, _ => throw new InvalidOperationException("no open incident"), (_, i) => updated = Add(i, e));
-        if (updated is not null)
+        await _incidentGate.WaitAsync(ct);
+        try
         {
-            await store.SaveIncidentAsync(updated, ct);
+            if (_open.TryGetValue(host, out var current))
+            {
+                var updated = Add(current, e);
+                _open[host] = updated;
+                await store.SaveIncidentAsync(updated, ct);
+            }
+        }
+        finally
+        {
+            _incidentGate.Release();
         }
     }
 
-    private async Task CloseAsync(Incident i, string why, DateTimeOffset now, CancellationToken ct) =>
-        await store.SaveIncidentAsync(Add(i, new IncidentEvent(now, "closed", why)) with { State = "closed", ClosedAt = now }, ct);
+    private async Task CloseAsync(Incident i, string why, DateTimeOffset now, CancellationToken ct)
+    {
+        await _incidentGate.WaitAsync(ct);
+        try
+        {
+            await store.SaveIncidentAsync(Add(i, new IncidentEvent(now, "closed", why)) with { State = "closed", ClosedAt = now }, ct);
+        }
+        finally
+        {
+            _incidentGate.Release();
+        }
+    }
 
     [LoggerMessage(40, LogLevel.Warning, "Host {HostName} suspected: no heartbeat for {Seconds:0.0} s")]
     private static partial void LogSuspected(ILogger log, string hostName, double seconds);
@@ -293,6 +577,24 @@ public sealed partial class HaMonitor(
 
     [LoggerMessage(43, LogLevel.Error, "HA check failed")]
     private static partial void LogCheckFailed(ILogger log, Exception e);
+
+    [LoggerMessage(44, LogLevel.Warning, "Server {InstanceId} ({Name}): recovery held after phase {Phase} (fault injection)")]
+    private static partial void LogHeld(ILogger log, InstanceId instanceId, string name, string phase);
+
+    [LoggerMessage(45, LogLevel.Warning, "Server {InstanceId}: a recovery to host {HostId} was in progress when the controller stopped; settled once that host reports")]
+    private static partial void LogInterrupted(ILogger log, InstanceId instanceId, HostId hostId);
+
+    [LoggerMessage(46, LogLevel.Information, "Server {InstanceId}: adopted on host {HostId}, where its interrupted recovery had already started it")]
+    private static partial void LogAdopted(ILogger log, InstanceId instanceId, HostId hostId);
+
+    [LoggerMessage(47, LogLevel.Warning, "Server {InstanceId}: host {HostId} could not remove the copy an interrupted recovery defined: {Reason}")]
+    private static partial void LogInterruptedCleanupFailed(ILogger log, InstanceId instanceId, HostId hostId, string reason);
+
+    [LoggerMessage(48, LogLevel.Error, "Server {InstanceId}: recovery step failed")]
+    private static partial void LogRecoveryFailed(ILogger log, Exception e, InstanceId instanceId);
+
+    [LoggerMessage(49, LogLevel.Warning, "The controller cannot write its heartbeat to the shared pool ({Reason}); a missing host heartbeat is no witness meanwhile")]
+    private static partial void LogPoolUnreachable(ILogger log, string reason);
 }
 
 internal static class AgentSessionExtensions

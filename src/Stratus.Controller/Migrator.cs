@@ -504,7 +504,8 @@ public sealed partial class Migrator(
     /// </summary>
     public async Task RecoverAsync(CancellationToken ct)
     {
-        foreach (var m in await store.ListMigrationsAsync(ct))
+        // HA recoveries are settled by HaMonitor against what their destination reports (the VM may already run there).
+        foreach (var m in (await store.ListMigrationsAsync(ct)).Where(m => m.Kind != "recovery"))
         {
             if (!_running.ContainsKey(m.InstanceId))
             {

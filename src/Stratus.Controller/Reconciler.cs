@@ -385,6 +385,9 @@ public sealed partial class Reconciler(
     public static DesiredPower? Desired(Instance i) => i.Task switch
     {
         InstanceTask.Deleting => DesiredPower.Absent,
+        // Recovering: the server is being started on another host; the failed host, should its agent come back
+        // meanwhile, must not start it too (its disk lock would refuse one of the two starts at best).
+        InstanceTask.Recovering => DesiredPower.Stopped,
         InstanceTask.Stopping => DesiredPower.Stopped,
         InstanceTask.Pausing => DesiredPower.Paused,
         InstanceTask.Spawning or InstanceTask.Starting or InstanceTask.Resuming or InstanceTask.Rebooting or InstanceTask.RebootingHard => DesiredPower.Running,

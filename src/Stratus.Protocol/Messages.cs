@@ -41,6 +41,8 @@ public sealed record DesiredHostState(HostId HostId, long Epoch, IReadOnlyList<D
 /// <summary>What an agent reports of one VM.</summary>
 /// <param name="RebootSeq">The latest reboot sequence the agent has carried out.</param>
 /// <param name="Error">Set when the agent could not reach the desired state.</param>
+/// <param name="Fenced">An HA VM the agent stopped when it fenced itself and has not started again: stopped by HA, not by its
+/// guest or a user, so its power state says nothing about what the server should be.</param>
 public sealed record ActualVm(
     InstanceId Id,
     PowerState Power,
@@ -48,7 +50,8 @@ public sealed record ActualVm(
     IReadOnlyList<ForwardSpec> Forwards,
     long RebootSeq,
     string? Error,
-    bool Exists);
+    bool Exists,
+    bool Fenced = false);
 
 /// <summary>An agent's registration: who it is and what its host has.</summary>
 public sealed record HostRegistration(

@@ -89,7 +89,7 @@ public static class ProtoMapping
 
     public static W.ActualVm ToProto(this ActualVm a)
     {
-        var m = new W.ActualVm { Id = a.Id.ToString(), Power = a.Power.ToString(), RebootSeq = a.RebootSeq, Exists = a.Exists };
+        var m = new W.ActualVm { Id = a.Id.ToString(), Power = a.Power.ToString(), RebootSeq = a.RebootSeq, Exists = a.Exists, Fenced = a.Fenced };
         if (a.Pid is { } pid)
         {
             m.Pid = pid;
@@ -104,7 +104,7 @@ public static class ProtoMapping
 
     public static ActualVm FromProto(this W.ActualVm m) =>
         new(new InstanceId(Guid.Parse(m.Id)), Enum.Parse<PowerState>(m.Power), m.HasPid ? m.Pid : null, [.. m.Forwards.Select(FromProto)],
-            m.RebootSeq, m.HasError ? m.Error : null, m.Exists);
+            m.RebootSeq, m.HasError ? m.Error : null, m.Exists, m.Fenced);
 
     public static W.HostReport ToProto(this HostReport r)
     {

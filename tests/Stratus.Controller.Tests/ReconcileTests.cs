@@ -95,6 +95,23 @@ public sealed class ReconcileTests : IAsyncLifetime
         Assert.Contains(await _store.ListActionsAsync(i.Id, default), a => a.Action == "power-sync");
     }
 
+    /// <summary>Regression: an HA VM its agent stopped by fencing itself was marked stopped when the agent reconnected
+    /// (power-sync), so it was neither restarted there nor recovered elsewhere.</summary>
+    [Fact]
+    public async Task Report_FencedVmShutDown_ServerStaysActive()
+    {
+        var i = await CreateAsync("f");
+        await _rec.RunOnceAsync(default);
+        await ReportAsync(false, Running(i.Id));
+        var fenced = new ActualVm(i.Id, PowerState.Shutdown, null, [], 0, null, true, Fenced: true);
+        await ReportAsync(true, fenced);
+        var s = (await _store.GetInstanceAsync(i.Id, default))!;
+        Assert.Equal(VmState.Active, s.VmState);
+        Assert.Equal(PowerState.Shutdown, s.PowerState);
+        Assert.DoesNotContain(await _store.ListActionsAsync(i.Id, default), a => a.Action == "power-sync");
+        Assert.Equal(DesiredPower.Running, Reconciler.Desired(s));
+    }
+
     [Fact]
     public async Task Report_HypervisorCrashed_ErrorWithReasonAndHardRebootAllowed()
     {
@@ -177,6 +194,8 @@ public sealed class ReconcileTests : IAsyncLifetime
     [InlineData(VmState.Stopped, InstanceTask.Starting, DesiredPower.Running)]
     [InlineData(VmState.Active, InstanceTask.Deleting, DesiredPower.Absent)]
     [InlineData(VmState.Building, InstanceTask.Spawning, DesiredPower.Running)]
+    [InlineData(VmState.Active, InstanceTask.Migrating, DesiredPower.Running)]
+    [InlineData(VmState.Active, InstanceTask.Recovering, DesiredPower.Stopped)] // its failed host, back meanwhile, must not start it too
     public void Desired_StateAndTask_MapsToPower(VmState state, InstanceTask? task, DesiredPower expected)
     {
         var i = new Instance(InstanceId.New(), "x", FlavorId.New(), ImageId.New(), HostId.New(), state, task, PowerState.NoState,

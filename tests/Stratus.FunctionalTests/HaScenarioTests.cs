@@ -26,35 +26,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
 
     private async Task<JsonElement> ShowAsync(string name) => (await S("server", "show", name, "-o", "json")).Ok().Json();
 
-    /// <summary>Live QEMU processes per VM id (cmdline contains the id), with their pids.</summary>
-    private static Dictionary<string, List<int>> QemuByVm(IEnumerable<string> ids)
-    {
-        var result = ids.ToDictionary(i => i, _ => new List<int>());
-        foreach (var dir in Directory.GetDirectories("/proc"))
-        {
-            var pid = Path.GetFileName(dir);
-            if (!pid.All(char.IsAsciiDigit))
-            {
-                continue;
-            }
-            try
-            {
-                var cmd = File.ReadAllText($"/proc/{pid}/cmdline");
-                if (!cmd.Contains("qemu-system", StringComparison.Ordinal) || File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-                foreach (var id in result.Keys.Where(id => cmd.Contains(id, StringComparison.Ordinal)))
-                {
-                    result[id].Add(int.Parse(pid, CultureInfo.InvariantCulture));
-                }
-            }
-            catch (IOException)
-            {
-            }
-        }
-        return result;
-    }
+    private static Dictionary<string, List<int>> QemuByVm(IEnumerable<string> ids) => ScenarioKit.QemuByVm(ids);
 
     private int AgentPid(string host) => int.Parse(File.ReadAllText(Path.Combine(_data, "agents", host, "agent.pid")).Trim(), CultureInfo.InvariantCulture);
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 
 namespace Stratus.FunctionalTests;
@@ -41,4 +42,38 @@ internal static class ScenarioKit
         using var p = Process.Start(sh)!;
         await p.WaitForExitAsync();
     }
+
+    /// <summary>Live QEMU processes per VM id (cmdline contains the id), with their pids and command lines.</summary>
+    public static Dictionary<string, List<(int Pid, string Cmdline)>> QemuProcessesByVm(IEnumerable<string> ids)
+    {
+        var result = ids.ToDictionary(i => i, _ => new List<(int, string)>());
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            var pid = Path.GetFileName(dir);
+            if (!pid.All(char.IsAsciiDigit))
+            {
+                continue;
+            }
+            try
+            {
+                var cmd = File.ReadAllText($"/proc/{pid}/cmdline");
+                if (!cmd.Contains("qemu-system", StringComparison.Ordinal) || File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+                foreach (var id in result.Keys.Where(id => cmd.Contains(id, StringComparison.Ordinal)))
+                {
+                    result[id].Add((int.Parse(pid, CultureInfo.InvariantCulture), cmd.Replace('\0', ' ')));
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Live QEMU processes per VM id (cmdline contains the id), with their pids.</summary>
+    public static Dictionary<string, List<int>> QemuByVm(IEnumerable<string> ids) =>
+        QemuProcessesByVm(ids).ToDictionary(kv => kv.Key, kv => kv.Value.Select(p => p.Pid).ToList());
 }
