@@ -217,7 +217,24 @@ public static class Endpoints
             }
             return Http.From(ctx, await dp.BackupAsync(reference, req, RequestedBy, ctx.RequestAborted), b => b, 201);
         });
-        v1.MapGet("/backups", async (HttpContext ctx, DataProtection dp) => Http.Json(await dp.ListBackupsAsync(ctx.RequestAborted)));
+        v1.MapGet("/servers/{reference}/backup-policy", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await dp.GetBackupPolicyAsync(reference, ctx.RequestAborted), p => p));
+        v1.MapPut("/servers/{reference}/backup-policy", async (HttpContext ctx, string reference, DataProtection dp) =>
+        {
+            var (req, err) = await Http.ReadAsync<BackupPolicyDto>(ctx);
+            return err ?? Http.From(ctx, await dp.SetBackupPolicyAsync(reference, req!, RequestedBy, ctx.RequestAborted), p => p);
+        });
+        v1.MapGet("/backups", async (HttpContext ctx, DataProtection dp) =>
+            Http.From(ctx, await dp.ListBackupsAsync(ctx.Request.Query["server"].FirstOrDefault(), ctx.RequestAborted), l => l));
+        v1.MapGet("/backups/{reference}", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await dp.GetBackupAsync(reference, ctx.RequestAborted), b => b));
+        v1.MapDelete("/backups/{reference}", async (HttpContext ctx, string reference, DataProtection dp) =>
+        {
+            var o = await dp.DeleteBackupAsync(reference, RequestedBy, ctx.RequestAborted);
+            return !o.Ok ? Http.Problem(ctx, o.Problem!) : o.Value is { } kept ? Results.Json(kept, WireJson.Options, statusCode: 202) : Results.NoContent();
+        });
+        v1.MapPost("/backups/{reference}/verify", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await dp.VerifyBackupAsync(reference, RequestedBy, ctx.RequestAborted), v => v));
         v1.MapPost("/backups/{reference}/restore", async (HttpContext ctx, string reference, DataProtection dp, IStateStore store) =>
         {
             var (req, err) = await Http.ReadAsync<RestoreBackupRequest>(ctx);

@@ -58,6 +58,7 @@ namespace Stratus.Api
                         case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
                         case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--backup-full-every": o.BackupFullEvery = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
                         case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
@@ -147,6 +148,7 @@ namespace Stratus.Api
                 BackupDirectory = options.BackupDir ?? Path.Combine(options.DataDir, "backups"),
                 ImageDirectory = Path.Combine(options.DataDir, "images"),
                 DefaultKeep = options.BackupKeep,
+                DefaultFullEvery = options.BackupFullEvery,
             });
             builder.Services.AddSingleton<DataProtection>();
             builder.Services.AddSingleton<IStateStore>(_ =>
