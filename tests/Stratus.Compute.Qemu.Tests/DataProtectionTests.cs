@@ -170,12 +170,14 @@ public sealed class DataProtectionTests : IAsyncLifetime
         Assert.Equal(["disk"], inc.Files.Select(f => f.Role)); // kernel, initrd and command line unchanged: inherited from b1
         Assert.Equal("../b1/disk.qcow2", (await img.InfoAsync(Path.Combine(Dir("b2"), "disk.qcow2"), false, ct)).BackingFile);
         Assert.True(DiskBytes(inc) * 8 < DiskBytes(full), $"incremental {DiskBytes(inc)} bytes, full {DiskBytes(full)} bytes");
-        Console.WriteLine($"tiny guest (8 MiB written): full {DiskBytes(full)} bytes in {fullMs} ms; incremental {DiskBytes(inc)} bytes in {incMs} ms");
 
         // Stopped: the persistent bitmap was written back at shutdown; qemu-storage-daemon runs the job.
         await GuestAsync(port, "echo third > /data/f; sync");
         await _driver.StopAsync(spec.Id, TimeSpan.Zero, ct);
+        sw.Restart();
         var offline = await _driver.BackupAsync(spec.Id, Dir("b3"), Dir("b2"), ct);
+        Console.WriteLine($"tiny guest, 8 MiB written then one file changed: full {DiskBytes(full)} bytes in {fullMs} ms; incremental {DiskBytes(inc)} bytes "
+            + $"in {incMs} ms (running); incremental {DiskBytes(offline)} bytes in {sw.ElapsedMilliseconds} ms (stopped, qemu-storage-daemon)");
         Assert.Equal(("incremental", "b2"), (offline.Kind, offline.Parent));
         var vmDisk = Path.Combine(_data, "vms", spec.Id.ToString(), "disk.qcow2");
         Assert.Equal(0, (await RunAsync("qemu-img", ["compare", "-q", Path.Combine(Dir("b3"), "disk.qcow2"), vmDisk])).Code); // b3 → b2 → b1 reads as the disk
