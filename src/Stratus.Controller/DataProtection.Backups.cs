@@ -534,7 +534,8 @@ public sealed partial class DataProtection
                 throw new IOException("could not register the restored image");
             }
             var request = new CreateServerRequest(r.Name!, backup.FlavorId.ToString(), imageId.ToString(), spec.UserData, r.KeyName ?? spec.KeyName, null,
-                r.Forwards ?? spec.Forwards) { StoragePool = spec.StoragePool };
+                r.Forwards ?? spec.Forwards)
+            { StoragePool = spec.StoragePool };
             var created = await cloud.CreateServerAsync(request, null, requestedBy, ct);
             if (!created.Ok)
             {

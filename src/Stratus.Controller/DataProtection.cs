@@ -1,10 +1,7 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using System.Text.RegularExpressions;
-using Stratus.Core.Backups;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
-using Stratus.Core.Validation;
 using Stratus.Core.Lifecycle;
 using Stratus.Core.Wire;
 using Stratus.Protocol;
