@@ -171,29 +171,6 @@ public sealed class QemuImg(string binary = "qemu-img")
         }
     }
 
-    /// <summary>Copies an image (its whole backing chain, or internal snapshot <paramref name="snapshot"/> of it) into one
-    /// standalone qcow2. <paramref name="mayBeInUse"/> adds <c>-U</c> (the source is open in a running QEMU).</summary>
-    public async Task FlattenAsync(string source, string target, string? snapshot, bool mayBeInUse, CancellationToken cancellationToken)
-    {
-        var args = new List<string> { "convert", "-q", "-O", "qcow2" };
-        if (mayBeInUse)
-        {
-            args.Add("-U");
-        }
-
-        if (snapshot is not null)
-        {
-            args.AddRange(["-l", $"snapshot.name={snapshot}"]);
-        }
-
-        args.AddRange([source, target]);
-        var (code, _, stderr) = await RunAsync(args, cancellationToken);
-        if (code != 0)
-        {
-            throw new ComputeException("hypervisor_error", $"qemu-img convert failed: {stderr.Trim()}");
-        }
-    }
-
     /// <summary>
     /// Creates an empty qcow2 of <paramref name="sizeBytes"/> whose backing file is <paramref name="backing"/> exactly as
     /// given (a relative name is resolved against the new image's directory, so a chain of backup directories can be moved
