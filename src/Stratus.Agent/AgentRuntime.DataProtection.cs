@@ -83,7 +83,7 @@ public sealed partial class AgentRuntime
         try
         {
             var m = await Backups.BackupAsync(id, targetDirectory, incrementalFrom, cancellationToken);
-            return new BackupResult(m.Kind, m.Files.Sum(f => f.SizeBytes), m.VirtualSizeBytes, m.Files.Count);
+            return new BackupResult(m.Kind, m.Files.Sum(f => f.SizeBytes), m.VirtualSizeBytes, m.Files.Count, m.FullReason);
         }
         catch (ComputeException e)
         {

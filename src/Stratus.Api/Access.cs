@@ -89,6 +89,11 @@ public static class AccessPolicy
         ["DELETE /v1/servers/{reference}/snapshots/{name}"] = Need.Member,
         ["POST /v1/servers/{reference}/backups"] = Need.Member,
         ["GET /v1/backups"] = Need.Reader,
+        ["GET /v1/backups/{reference}"] = Need.Reader,
+        ["DELETE /v1/backups/{reference}"] = Need.Member,
+        ["POST /v1/backups/{reference}/verify"] = Need.Member,
+        ["GET /v1/servers/{reference}/backup-policy"] = Need.Reader,
+        ["PUT /v1/servers/{reference}/backup-policy"] = Need.Member,
         ["POST /v1/backups/{reference}/restore"] = Need.Member,
 
         // server groups and keypairs: per project

@@ -244,17 +244,44 @@ public static class Endpoints
             var owner = (await cloud.ResolveServerAsync(reference, ctx.RequestAborted))!.Project;
             return Http.From(ctx, await quotas.WithinAsync(owner, QuotaKind.Backups, () => dp.BackupAsync(reference, req, Caller.Of(ctx).Actor, ctx.RequestAborted), ctx.RequestAborted), b => b, 201);
         });
-        v1.MapGet("/backups", async (HttpContext ctx, DataProtection dp, IStateStore store) =>
+        v1.MapGet("/servers/{reference}/backup-policy", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await dp.GetBackupPolicyAsync(reference, ctx.RequestAborted), p => p));
+        v1.MapPut("/servers/{reference}/backup-policy", async (HttpContext ctx, string reference, DataProtection dp) =>
         {
-            var scope = Caller.Of(ctx).Scope;
-            var all = await dp.ListBackupsAsync(ctx.RequestAborted);
-            if (scope is null)
-            {
-                return Http.Json(all);
-            }
-            var own = (await store.ListInstancesAsync(new InstanceQuery(1000000, IncludeDeleted: true, Project: scope), ctx.RequestAborted)).Items.Select(i => i.Id.ToString()).ToHashSet();
-            return Http.Json(all.Where(b => own.Contains(b.ServerId)).ToList());
+            var (req, err) = await Http.ReadAsync<BackupPolicyDto>(ctx);
+            return err ?? Http.From(ctx, await dp.SetBackupPolicyAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted), p => p);
         });
+        v1.MapGet("/backups", async (HttpContext ctx, DataProtection dp, CloudService cloud, IStateStore store) =>
+        {
+            var p = Caller.Of(ctx);
+            var server = ctx.Request.Query["server"].FirstOrDefault();
+            if (!string.IsNullOrEmpty(server))
+            {
+                // Another project's server is as unknown as a missing one.
+                var inst = await cloud.ResolveServerAsync(server, p.Scope, p.ProjectId, ctx.RequestAborted);
+                server = inst?.Id.ToString() ?? server;
+                if (inst is null)
+                {
+                    return Http.Problem(ctx, Problem.NotFound("server", ctx.Request.Query["server"].ToString()));
+                }
+            }
+            var o = await dp.ListBackupsAsync(server, ctx.RequestAborted);
+            if (!o.Ok || p.Scope is null)
+            {
+                return Http.From(ctx, o, l => l);
+            }
+            var own = (await store.ListInstancesAsync(new InstanceQuery(1000000, IncludeDeleted: true, Project: p.Scope), ctx.RequestAborted)).Items.Select(i => i.Id.ToString()).ToHashSet();
+            return Http.Json(o.Value!.Where(b => own.Contains(b.ServerId)).ToList());
+        });
+        v1.MapGet("/backups/{reference}", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await dp.GetBackupAsync(reference, ctx.RequestAborted), b => b));
+        v1.MapDelete("/backups/{reference}", async (HttpContext ctx, string reference, DataProtection dp) =>
+        {
+            var o = await dp.DeleteBackupAsync(reference, Caller.Of(ctx).Actor, ctx.RequestAborted);
+            return !o.Ok ? Http.Problem(ctx, o.Problem!) : o.Value is { } kept ? Results.Json(kept, WireJson.Options, statusCode: 202) : Results.NoContent();
+        });
+        v1.MapPost("/backups/{reference}/verify", async (HttpContext ctx, string reference, DataProtection dp) =>
+            Http.From(ctx, await dp.VerifyBackupAsync(reference, Caller.Of(ctx).Actor, ctx.RequestAborted), v => v));
         v1.MapPost("/backups/{reference}/restore", async (HttpContext ctx, string reference, DataProtection dp, IStateStore store) =>
         {
             var (req, err) = await Http.ReadAsync<RestoreBackupRequest>(ctx);

@@ -64,6 +64,7 @@ namespace Stratus.Api
                         case "--tls-cert": o.TlsCert = Path.GetFullPath(Next()); break;
                         case "--tls-key": o.TlsKey = Path.GetFullPath(Next()); break;
                         case "--session-hours": o.Identity = new Controller.Identity.IdentityOptions { SessionLifetime = TimeSpan.FromHours(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
+                        case "--backup-full-every": o.BackupFullEvery = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
                         case "--consolidation-interval": o.Consolidation = o.Consolidation with { Interval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
@@ -188,6 +189,7 @@ namespace Stratus.Api
                 BackupDirectory = options.BackupDir ?? Path.Combine(options.DataDir, "backups"),
                 ImageDirectory = Path.Combine(options.DataDir, "images"),
                 DefaultKeep = options.BackupKeep,
+                DefaultFullEvery = options.BackupFullEvery,
             });
             builder.Services.AddSingleton<DataProtection>();
             builder.Services.AddSingleton<IStateStore>(_ =>

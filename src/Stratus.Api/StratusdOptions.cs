@@ -44,6 +44,10 @@ public sealed class StratusdOptions
     /// <summary>Backups kept per server unless the server has its own policy (1–1000; default 7).</summary>
     public int BackupKeep { get; set; } = 7;
 
+    /// <summary>Longest backup chain (a full backup at least every N backups) unless the server's policy says; null = the
+    /// keep count (1–1000).</summary>
+    public int? BackupFullEvery { get; set; }
+
     /// <summary>Hypervisor driver of the embedded agents: simulated or qemu.</summary>
     public string Driver { get; set; } = "simulated";
 
@@ -123,6 +127,10 @@ public sealed class StratusdOptions
         if (BackupKeep is < 1 or > 1000)
         {
             errors.Add($"--backup-keep must be between 1 and 1000 (got {BackupKeep})");
+        }
+        if (BackupFullEvery is < 1 or > 1000)
+        {
+            errors.Add($"--backup-full-every must be between 1 and 1000 (got {BackupFullEvery})");
         }
         if (AgentPort is < 0 or > 65535)
         {

@@ -347,6 +347,7 @@ public static class Commands
         cmd.Subcommands.Add(HaCommands.ServerHa(Api, OutputOption));
         cmd.Subcommands.Add(DataProtectionCommands.Snapshot(Api, OutputOption));
         cmd.Subcommands.Add(DataProtectionCommands.Backup(Api, OutputOption));
+        cmd.Subcommands.Add(DataProtectionCommands.Policy(Api, OutputOption));
         cmd.Subcommands.Add(DataProtectionCommands.Restore(Api, OutputOption));
 
         var cref = new Argument<string>("server") { Description = "Server name or id" };

@@ -161,6 +161,20 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         SendAsync<BackupDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/backups", r, null, ct);
     public Task<List<BackupDto>> ListBackupsAsync(CancellationToken ct = default) =>
         SendAsync<List<BackupDto>>(HttpMethod.Get, "v1/backups", null, null, ct);
+    public Task<List<BackupDto>> ListBackupsAsync(string? server, CancellationToken ct = default) =>
+        SendAsync<List<BackupDto>>(HttpMethod.Get, server is null ? "v1/backups" : $"v1/backups?server={Esc(server)}", null, null, ct);
+    public Task<BackupDto> GetBackupAsync(string backup, CancellationToken ct = default) =>
+        SendAsync<BackupDto>(HttpMethod.Get, $"v1/backups/{Esc(backup)}", null, null, ct);
+    /// <summary>Deletes a backup; returns null when it was removed, or the backup (status "expired") when newer
+    /// incrementals build on it and its files stay until they go.</summary>
+    public Task<BackupDto?> DeleteBackupAsync(string backup, CancellationToken ct = default) =>
+        SendAsync<BackupDto?>(HttpMethod.Delete, $"v1/backups/{Esc(backup)}", null, null, ct);
+    public Task<BackupVerificationDto> VerifyBackupAsync(string backup, CancellationToken ct = default) =>
+        SendAsync<BackupVerificationDto>(HttpMethod.Post, $"v1/backups/{Esc(backup)}/verify", null, null, ct);
+    public Task<BackupPolicyDto> GetBackupPolicyAsync(string reference, CancellationToken ct = default) =>
+        SendAsync<BackupPolicyDto>(HttpMethod.Get, $"v1/servers/{Esc(reference)}/backup-policy", null, null, ct);
+    public Task<BackupPolicyDto> SetBackupPolicyAsync(string reference, BackupPolicyDto r, CancellationToken ct = default) =>
+        SendAsync<BackupPolicyDto>(HttpMethod.Put, $"v1/servers/{Esc(reference)}/backup-policy", r, null, ct);
     public Task<ServerDto> RestoreBackupAsync(string backup, RestoreBackupRequest r, CancellationToken ct = default) =>
         SendAsync<ServerDto>(HttpMethod.Post, $"v1/backups/{Esc(backup)}/restore", r, null, ct);
     public Task<ServerDto> AbortMigrationAsync(string reference, CancellationToken ct = default) =>

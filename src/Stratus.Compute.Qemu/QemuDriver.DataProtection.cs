@@ -8,26 +8,21 @@ using Stratus.Core.Ids;
 namespace Stratus.Compute.Qemu;
 
 /// <summary>
-/// Snapshots and backups. Snapshots are qcow2 internal snapshots of the VM's overlay (<c>disk.qcow2</c>): with memory,
+/// Snapshots: qcow2 internal snapshots of the VM's overlay (<c>disk.qcow2</c>): with memory,
 /// HMP <c>savevm</c>/<c>loadvm</c> (through QMP <c>human-monitor-command</c>; QMP's <c>snapshot-save</c> job would do
 /// the same with more round trips); disk only on a running VM, QMP <c>blockdev-snapshot-internal-sync</c> on the
 /// <c>root-fmt</c> node (no pause); on a stopped VM, <c>qemu-img snapshot</c>. A disk-only snapshot cannot be loaded into
 /// a running QEMU (<c>loadvm</c> refuses one without vmstate), so its revert is: force off, <c>qemu-img snapshot -a</c>,
 /// boot (same ports, new pid).
-/// <para>Backups: a running VM gets a temporary disk-only internal snapshot (<c>stratus-backup-tmp</c>), which is
-/// immutable while the guest keeps writing; <c>qemu-img convert -U -l snapshot.name=…</c> flattens it (overlay +
-/// base image) into one standalone qcow2; the temporary snapshot is then deleted. So the copy is one instant's disk
-/// (crash-consistent) without pausing the guest. A stopped VM's overlay chain is flattened directly. Chosen over
-/// <c>blockdev-backup sync=full</c> because it needs no target block node, no job supervision, and works the same
-/// for stopped VMs.</para>
-/// <para>Incremental backups are not implemented (time): <c>qemu-img convert -B</c> copies the top layer, not the
-/// difference to an earlier backup, and a dirty bitmap (<c>blockdev-backup sync=incremental</c>) needs bitmap lifecycle
-/// across stop/start and its interplay with internal snapshots worked out and tested; not done. <see cref="BackupAsync"/> writes a full backup when asked for an incremental and
-/// says so in the manifest's kind.</para>
+/// <para>A revert first removes the disk's backup bitmaps (QEMU refuses to load a snapshot into a disk that has dirty
+/// bitmaps, and the reverted disk matches none of them): the next backup is a full one, its manifest says why. Backups:
+/// QemuDriver.Backup.cs.</para>
 /// </summary>
-public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
+public sealed partial class QemuDriver : ISnapshotDriver
 {
     private const string RootNode = "root-fmt";
+
+    /// <summary>The temporary snapshot earlier versions took for a backup (still hidden from lists: an old disk may hold one).</summary>
     private const string BackupSnapshot = "stratus-backup-tmp";
     private static readonly TimeSpan SnapshotTimeout = TimeSpan.FromMinutes(5);
 
@@ -119,8 +114,10 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
             RequireDisk(vm);
             var snapshot = (await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).FirstOrDefault(s => s.Name == name)
                 ?? throw new ComputeException("snapshot_not_found", $"VM {id} has no snapshot named '{name}'");
+            var chainReason = $"the disk was reverted to snapshot '{name}' at {DateTimeOffset.UtcNow:u}";
             if (Running(vm) && snapshot.WithMemory)
             {
+                await BreakBackupChainAsync(vm, chainReason, cancellationToken);
                 await HmpAsync(vm.Qmp!, $"loadvm {name}", cancellationToken);
                 await RefreshPowerAsync(vm, cancellationToken);
                 return;
@@ -132,6 +129,7 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
                 await StopLockedAsync(vm, TimeSpan.Zero, cancellationToken);
             }
 
+            await BreakBackupChainAsync(vm, chainReason, cancellationToken);
             await _qemuImg.SnapshotAsync("-a", vm.DiskPath, name, cancellationToken);
             if (wasRunning)
             {
@@ -161,83 +159,5 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
         {
             await _qemuImg.SnapshotAsync("-d", vm.DiskPath, name, cancellationToken);
         }
-    }
-
-    /// <inheritdoc />
-    public async Task<BackupManifest> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken)
-    {
-        BackupManifest? manifest = null;
-        if (Directory.Exists(targetDirectory) && Directory.EnumerateFileSystemEntries(targetDirectory).Any())
-        {
-            throw new ComputeException("invalid_spec", $"backup directory {targetDirectory} is not empty");
-        }
-
-        Directory.CreateDirectory(targetDirectory);
-        try
-        {
-            await WithVmAsync(id, async vm =>
-            {
-                RequireDisk(vm);
-                var disk = Path.Combine(targetDirectory, "disk.qcow2");
-                if (Running(vm))
-                {
-                    if ((await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).Any(s => s.Name == BackupSnapshot))
-                    {
-                        await DeleteInternalSnapshotAsync(vm, BackupSnapshot, cancellationToken); // left by an interrupted backup
-                    }
-
-                    await vm.Qmp!.ExecuteAsync("blockdev-snapshot-internal-sync", new { device = RootNode, name = BackupSnapshot }, cancellationToken, SnapshotTimeout);
-                    try
-                    {
-                        await _qemuImg.FlattenAsync(vm.DiskPath, disk, BackupSnapshot, mayBeInUse: true, cancellationToken);
-                    }
-                    finally
-                    {
-                        if (Running(vm))
-                        {
-                            await DeleteInternalSnapshotAsync(vm, BackupSnapshot, CancellationToken.None);
-                        }
-                    }
-                }
-                else
-                {
-                    await _qemuImg.FlattenAsync(vm.DiskPath, disk, null, mayBeInUse: false, cancellationToken);
-                }
-
-                var files = new List<BackupFileEntry> { await BackupFiles.EntryAsync(targetDirectory, "disk.qcow2", "disk", cancellationToken) };
-                var spec = vm.Spec;
-                if (spec.KernelPath is not null)
-                {
-                    File.Copy(spec.KernelPath, Path.Combine(targetDirectory, "vmlinuz"));
-                    files.Add(await BackupFiles.EntryAsync(targetDirectory, "vmlinuz", "kernel", cancellationToken));
-                    if (spec.InitrdPath is not null)
-                    {
-                        File.Copy(spec.InitrdPath, Path.Combine(targetDirectory, "initrd.img"));
-                        files.Add(await BackupFiles.EntryAsync(targetDirectory, "initrd.img", "initrd", cancellationToken));
-                    }
-
-                    await File.WriteAllTextAsync(Path.Combine(targetDirectory, "cmdline"), spec.KernelCmdline ?? "", cancellationToken);
-                    files.Add(await BackupFiles.EntryAsync(targetDirectory, "cmdline", "cmdline", cancellationToken));
-                }
-
-                var info = await _qemuImg.InfoAsync(disk, mayBeInUse: false, cancellationToken);
-                manifest = new BackupManifest(1, id, Name, "full", null, DateTimeOffset.UtcNow, info.VirtualSizeBytes, files);
-                await BackupFiles.WriteManifestAsync(targetDirectory, manifest, cancellationToken);
-            }, cancellationToken);
-        }
-        catch
-        {
-            try
-            {
-                Directory.Delete(targetDirectory, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-
-            throw;
-        }
-
-        return manifest!;
     }
 }

@@ -47,6 +47,10 @@ public sealed class QemuDriverOptions
     /// <summary>The <c>qemu-img</c> tool.</summary>
     public string QemuImgBinary { get; set; } = "qemu-img";
 
+    /// <summary>The <c>qemu-storage-daemon</c> tool (package qemu-system-common): runs backup jobs on a stopped VM's disk,
+    /// where no QEMU of the VM is there to run them.</summary>
+    public string QemuStorageDaemonBinary { get; set; } = "qemu-storage-daemon";
+
     /// <summary>Accelerator choice; <see cref="AcceleratorMode.Auto"/> probes KVM with a trial boot.</summary>
     public AcceleratorMode Accelerator { get; set; } = AcceleratorMode.Auto;
 
@@ -105,6 +109,7 @@ public sealed class QemuDriverOptions
         if (MigrationListenAddress is null) errors.Add("MigrationListenAddress is required");
         if (string.IsNullOrWhiteSpace(QemuBinary)) errors.Add("QemuBinary is required");
         if (string.IsNullOrWhiteSpace(QemuImgBinary)) errors.Add("QemuImgBinary is required");
+        if (string.IsNullOrWhiteSpace(QemuStorageDaemonBinary)) errors.Add("QemuStorageDaemonBinary is required");
         if (KvmProbeTimeout < TimeSpan.FromSeconds(1) || KvmProbeTimeout > TimeSpan.FromSeconds(30)) errors.Add("KvmProbeTimeout must be 1–30 s");
         if (TcgTbSizeMib is < 8 or > 1024) errors.Add("TcgTbSizeMib must be 8–1024");
         if (GracefulStopTimeout < TimeSpan.Zero || GracefulStopTimeout > TimeSpan.FromMinutes(10)) errors.Add("GracefulStopTimeout must be 0–10 min");

@@ -171,26 +171,65 @@ public sealed class QemuImg(string binary = "qemu-img")
         }
     }
 
-    /// <summary>Copies an image (its whole backing chain, or internal snapshot <paramref name="snapshot"/> of it) into one
-    /// standalone qcow2. <paramref name="mayBeInUse"/> adds <c>-U</c> (the source is open in a running QEMU).</summary>
-    public async Task FlattenAsync(string source, string target, string? snapshot, bool mayBeInUse, CancellationToken cancellationToken)
+    /// <summary>
+    /// Creates an empty qcow2 of <paramref name="sizeBytes"/> whose backing file is <paramref name="backing"/> exactly as
+    /// given (a relative name is resolved against the new image's directory, so a chain of backup directories can be moved
+    /// or copied as a whole); null creates a standalone image.
+    /// </summary>
+    public async Task CreateWithBackingAsync(string path, string? backing, long sizeBytes, CancellationToken cancellationToken)
     {
-        var args = new List<string> { "convert", "-q", "-O", "qcow2" };
-        if (mayBeInUse)
+        var args = new List<string> { "create", "-q", "-f", "qcow2" };
+        if (backing is not null)
         {
-            args.Add("-U");
+            args.AddRange(["-b", backing, "-F", "qcow2"]);
         }
 
-        if (snapshot is not null)
-        {
-            args.AddRange(["-l", $"snapshot.name={snapshot}"]);
-        }
-
-        args.AddRange([source, target]);
+        args.AddRange([path, sizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         var (code, _, stderr) = await RunAsync(args, cancellationToken);
         if (code != 0)
         {
-            throw new ComputeException("hypervisor_error", $"qemu-img convert failed: {stderr.Trim()}");
+            throw new ComputeException("hypervisor_error", $"qemu-img create failed: {stderr.Trim()}");
+        }
+    }
+
+    /// <summary>Names of the persistent dirty bitmaps stored in a qcow2 image, with their "in-use" flag (set while a
+    /// QEMU has the image open, and left set when it did not close the image cleanly: such a bitmap is inconsistent).</summary>
+    public async Task<IReadOnlyList<(string Name, bool InUse)>> ListBitmapsAsync(string path, CancellationToken cancellationToken)
+    {
+        var (code, stdout, stderr) = await RunAsync(["info", "--output=json", "-U", path], cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("hypervisor_error", $"qemu-img info failed for {Path.GetFileName(path)}: {stderr.Trim()}");
+        }
+
+        return ParseBitmaps(stdout);
+    }
+
+    internal static IReadOnlyList<(string Name, bool InUse)> ParseBitmaps(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var result = new List<(string, bool)>();
+        if (doc.RootElement.TryGetProperty("format-specific", out var fs) && fs.TryGetProperty("data", out var data)
+            && data.TryGetProperty("bitmaps", out var list) && list.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var b in list.EnumerateArray())
+            {
+                var inUse = b.TryGetProperty("flags", out var flags) && flags.ValueKind == JsonValueKind.Array
+                    && flags.EnumerateArray().Any(f => f.GetString() == "in-use");
+                result.Add((b.GetProperty("name").GetString() ?? "", inUse));
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary><c>qemu-img bitmap --remove</c> on an image no QEMU has open.</summary>
+    public async Task RemoveBitmapAsync(string path, string name, CancellationToken cancellationToken)
+    {
+        var (code, _, stderr) = await RunAsync(["bitmap", "--remove", path, name], cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("hypervisor_error", $"qemu-img bitmap --remove {name} failed: {stderr.Trim()}");
         }
     }
 

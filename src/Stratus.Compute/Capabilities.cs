@@ -144,8 +144,12 @@ public interface IBackupDriver
     /// Writes a backup of VM <paramref name="id"/> into <paramref name="targetDirectory"/> (created; must be empty).
     /// A full backup is self-contained: the whole disk flattened (base image included) and, for a directly booted VM,
     /// its kernel, initrd and command line. <paramref name="incrementalFrom"/> (the directory of an earlier backup of the
-    /// same VM) asks for an incremental one; a driver that cannot do incrementals writes a full backup and says so in
-    /// <see cref="BackupManifest.Kind"/>. On failure the target directory is removed.
+    /// same VM, a sibling of <paramref name="targetDirectory"/>) asks for an incremental one: only what changed since that
+    /// backup, its disk backed by <c>../PARENT/disk.qcow2</c>, <see cref="BackupManifest.Parent"/> = the parent's
+    /// directory name. A driver writes an incremental only when it knows exactly what changed since that parent (the
+    /// backup's point in time, not its own later state); otherwise — no change tracking, tracking lost, disk reverted or
+    /// moved — it writes a full backup and says why in <see cref="BackupManifest.FullReason"/>. Backups of a VM are
+    /// serialised with its other operations. On failure the target directory is removed.
     /// </summary>
     Task<BackupManifest> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken);
 }

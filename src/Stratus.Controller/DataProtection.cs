@@ -1,10 +1,7 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using System.Text.RegularExpressions;
-using Stratus.Core.Backups;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
-using Stratus.Core.Validation;
 using Stratus.Core.Lifecycle;
 using Stratus.Core.Wire;
 using Stratus.Protocol;
@@ -24,15 +21,23 @@ public sealed class DataProtectionOptions
 
     /// <summary>Backups kept per server when the server has no policy of its own (newest first). Default 7; range 1–1000.</summary>
     public int DefaultKeep { get; init; } = 7;
+
+    /// <summary>Longest backup chain (full backup included) when the server's policy does not say; null = the keep count.
+    /// Range 1–1000.</summary>
+    public int? DefaultFullEvery { get; init; }
 }
 
 /// <summary>
 /// Snapshots, backups and restores of servers. Each request runs synchronously while the caller waits, one at a time per
 /// server; its progress is visible in the snapshot/backup row's status and its outcome in the server's action log.
 /// <para>Backups go to <see cref="DataProtectionOptions.BackupDirectory"/>: the agent writes the files and a manifest with
-/// each file's SHA-256; the controller records the manifest's own SHA-256. Retention deletes the oldest backups beyond the
-/// server's keep count. A restore first verifies every checksum (any mismatch: <c>backup_corrupt</c>, nothing created),
-/// then copies the backup into a private image and creates a new server from it.</para>
+/// each file's SHA-256; the controller records the manifest's own SHA-256 and checks every file once it is written. The
+/// first backup of a server is full, later ones incremental (built on the newest backup) until the chain reaches the
+/// policy's full_every. Retention keeps the newest N backups as restore points; an older backup that a kept incremental
+/// builds on is only marked expired and deleted with its last dependant (never merged: a backup's files never change
+/// after they are written). A restore first verifies every checksum of every link of the chain (any mismatch:
+/// <c>backup_corrupt</c> naming the link, nothing created), then copies the chain into a private image and creates a new
+/// server from it. DataProtection.Backups.cs.</para>
 /// </summary>
 public sealed partial class DataProtection(IStateStore store, AgentHub hub, CloudService cloud, DataProtectionOptions options, TimeProvider time)
 {
@@ -45,8 +50,6 @@ public sealed partial class DataProtection(IStateStore store, AgentHub hub, Clou
 
     public static SnapshotDto ToDto(SnapshotRecord s) => new(s.Name, s.WithMemory, s.Status, s.VmStateBytes, s.CreatedAt);
 
-    public static BackupDto ToDto(BackupRecord b) => new(b.Id.ToString("D"), b.InstanceId.ToString(), b.InstanceName, b.Kind, b.ParentId?.ToString("D"),
-        b.Status, b.SizeBytes, b.ManifestSha256, b.Error, b.CreatedAt, b.FinishedAt);
 
     private static Problem FromAgent(AgentRequestException e) => e.Code switch
     {
@@ -209,198 +212,5 @@ public sealed partial class DataProtection(IStateStore store, AgentHub hub, Clou
                 return FromAgent(e);
             }
         }, ct);
-    }
-
-    // ---------------- backups ----------------
-
-    public async Task<Outcome<BackupDto>> BackupAsync(string reference, CreateBackupRequest r, string requestedBy, CancellationToken ct)
-    {
-        if (r.Keep is { } k and (< 1 or > 1000))
-        {
-            return Problem.Validation([new FieldError("keep", "out_of_range", "must be between 1 and 1000")]);
-        }
-        var (inst, session, problem) = await TargetAsync(reference, ct);
-        if (problem is not null)
-        {
-            return problem;
-        }
-        return await LockedAsync<Outcome<BackupDto>>(inst!.Id, async () =>
-        {
-            var started = time.GetUtcNow();
-            var previous = (await store.ListBackupsAsync(inst.Id, ct)).LastOrDefault(b => b.Status == "available");
-            var id = Guid.NewGuid();
-            var dir = Path.Combine(options.BackupDirectory, inst.Id.ToString(), id.ToString("D"));
-            var spec = new RestoreSpec(inst.KeyName, inst.UserData, [.. (inst.Forwards ?? []).Select(f => new ForwardDto(0, f.GuestPort))], inst.StoragePool);
-            var record = new BackupRecord(id, inst.Id, inst.Name, inst.FlavorId, inst.ImageId, "full", null, "creating", dir, 0, null,
-                JsonSerializer.Serialize(spec, WireJson.Options), null, started, null);
-            await store.UpsertBackupAsync(record, ct);
-            try
-            {
-                var result = await session!.BackupAsync(inst.Id, dir, previous?.Directory, ct);
-                var manifestSum = await BackupFiles.Sha256Async(Path.Combine(dir, BackupFiles.ManifestName), ct);
-                record = record with
-                {
-                    Kind = result.Kind,
-                    ParentId = result.Kind == "incremental" ? previous?.Id : null,
-                    Status = "available",
-                    SizeBytes = result.SizeBytes,
-                    ManifestSha256 = manifestSum,
-                    FinishedAt = time.GetUtcNow(),
-                };
-                await store.UpsertBackupAsync(record, ct);
-            }
-            catch (Exception e) when (e is AgentRequestException or IOException)
-            {
-                var (code, message) = e is AgentRequestException a ? (a.Code, a.Message) : ("backup_failed", e.Message);
-                await store.UpsertBackupAsync(record with { Status = "error", Error = $"{code}: {message}", FinishedAt = time.GetUtcNow() }, CancellationToken.None);
-                await LogAsync(inst.Id, "backup", requestedBy, started, "error", $"backup {id}: {code}: {message}", CancellationToken.None);
-                return e is AgentRequestException ae ? FromAgent(ae) : new Problem(code, 502, "The backup failed", message);
-            }
-            if (r.Keep is { } keepNow)
-            {
-                await store.SetBackupPolicyAsync(inst.Id, keepNow, ct);
-            }
-            var pruned = await ApplyRetentionAsync(inst.Id, ct);
-            await LogAsync(inst.Id, "backup", requestedBy, started, "success",
-                $"{record.Kind} backup {id} ({record.SizeBytes} bytes){(pruned > 0 ? $"; retention removed {pruned} older" : "")}", ct);
-            return ToDto(record);
-        }, ct);
-    }
-
-    /// <summary>Deletes the oldest available backups of a server beyond its keep count (never one a kept incremental builds on).</summary>
-    private async Task<int> ApplyRetentionAsync(InstanceId id, CancellationToken ct)
-    {
-        var keep = await store.GetBackupPolicyAsync(id, ct) ?? options.DefaultKeep;
-        var all = await store.ListBackupsAsync(id, ct);
-        var available = all.Where(b => b.Status == "available").ToList();
-        var kept = available.Skip(Math.Max(0, available.Count - keep)).ToList();
-        var needed = new HashSet<Guid>(kept.Select(b => b.Id));
-        foreach (var b in kept)
-        {
-            for (var p = b.ParentId; p is { } pid && needed.Add(pid); p = all.FirstOrDefault(x => x.Id == pid)?.ParentId)
-            {
-            }
-        }
-        var removed = 0;
-        foreach (var b in available.Where(b => !needed.Contains(b.Id)))
-        {
-            try
-            {
-                if (Directory.Exists(b.Directory))
-                {
-                    Directory.Delete(b.Directory, recursive: true);
-                }
-            }
-            catch (IOException)
-            {
-                continue;
-            }
-            await store.DeleteBackupAsync(b.Id, ct);
-            removed++;
-        }
-        return removed;
-    }
-
-    public async Task<IReadOnlyList<BackupDto>> ListBackupsAsync(CancellationToken ct) =>
-        [.. (await store.ListBackupsAsync(null, ct)).Select(ToDto)];
-
-    /// <summary>Verifies a backup: every file's checksum against the manifest and the manifest's against the store.</summary>
-    public async Task<IReadOnlyList<string>> VerifyAsync(BackupRecord b, CancellationToken ct)
-    {
-        var manifestPath = Path.Combine(b.Directory, BackupFiles.ManifestName);
-        if (!File.Exists(manifestPath))
-        {
-            return [$"{BackupFiles.ManifestName} is missing"];
-        }
-        var problems = new List<string>();
-        if (b.ManifestSha256 is { } expected && await BackupFiles.Sha256Async(manifestPath, ct) is var actual && !string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
-        {
-            problems.Add($"{BackupFiles.ManifestName} has SHA-256 {actual}, recorded {expected}");
-        }
-        problems.AddRange(await BackupFiles.VerifyAsync(b.Directory, ct));
-        return problems;
-    }
-
-    public async Task<Outcome<Instance>> RestoreAsync(string backupReference, RestoreBackupRequest r, string requestedBy, CancellationToken ct, Stratus.Core.Identity.Principal? caller = null)
-    {
-        if (!Guid.TryParse(backupReference, out var bid) || await store.GetBackupAsync(bid, ct) is not { } backup)
-        {
-            return Problem.NotFound("backup", backupReference);
-        }
-        if (string.IsNullOrEmpty(r.Name))
-        {
-            return Problem.Validation([new FieldError("name", "required", "is required")]);
-        }
-        if (NameRules.Check(r.Name) is { } bad)
-        {
-            return Problem.Validation([new FieldError("name", "invalid", bad)]);
-        }
-        if (backup.Status != "available")
-        {
-            return Problem.Conflict("backup_unavailable", $"backup {backup.Id} is {backup.Status}");
-        }
-        if (await store.FindInstanceAsync(r.Name, caller?.ProjectId ?? Stratus.Core.Identity.Project.AdminId, ct) is { IsLive: true })
-        {
-            return Problem.Conflict("name_in_use", $"a server named '{r.Name}' already exists");
-        }
-        var problems = await VerifyAsync(backup, ct);
-        if (problems.Count > 0)
-        {
-            return new Problem("backup_corrupt", 422, "The backup is damaged and was not restored", string.Join("; ", problems));
-        }
-        var manifest = BackupFiles.ReadManifest(backup.Directory)!;
-        if (manifest.Kind != "full")
-        {
-            return Problem.Conflict("backup_unsupported", "restoring incremental backups is not implemented");
-        }
-        var spec = JsonSerializer.Deserialize<RestoreSpec>(backup.SpecJson, WireJson.Options)!;
-        var imageId = ImageId.New();
-        var imageDir = Path.Combine(options.ImageDirectory, "restored-" + imageId.Value.ToString("N"));
-        Directory.CreateDirectory(imageDir);
-        try
-        {
-            var kernel = manifest.Files.Any(f => f.Role == "kernel");
-            foreach (var f in manifest.Files)
-            {
-                File.Copy(Path.Combine(backup.Directory, f.Name), Path.Combine(imageDir, f.Role == "sim" ? "disk.qcow2" : f.Name));
-            }
-            // The copy is what the new server boots from: check it again (a disk that rotted between verify and copy).
-            foreach (var f in manifest.Files)
-            {
-                var copy = Path.Combine(imageDir, f.Role == "sim" ? "disk.qcow2" : f.Name);
-                if (!string.Equals(await BackupFiles.Sha256Async(copy, ct), f.Sha256, StringComparison.OrdinalIgnoreCase))
-                {
-                    throw new IOException($"{f.Name} changed while it was copied");
-                }
-            }
-            var path = kernel ? imageDir : Path.Combine(imageDir, "disk.qcow2");
-            var image = new Image(imageId, $"{r.Name}-restored-{imageId.Value.ToString("N")[..8]}", kernel ? "kernel" : "qcow2", ImageStatus.Active,
-                new FileInfo(Path.Combine(imageDir, "disk.qcow2")).Length, null, path, false, time.GetUtcNow(), caller?.ProjectId ?? Stratus.Core.Identity.Project.AdminId);
-            if (!await store.CreateImageAsync(image, ct))
-            {
-                throw new IOException("could not register the restored image");
-            }
-            var request = new CreateServerRequest(r.Name, backup.FlavorId.ToString(), imageId.ToString(), spec.UserData, r.KeyName ?? spec.KeyName, null,
-                r.Forwards ?? spec.Forwards) { StoragePool = spec.StoragePool };
-            var created = await cloud.CreateServerAsync(request, null, requestedBy, ct, caller);
-            if (!created.Ok)
-            {
-                await store.DeleteImageAsync(imageId, CancellationToken.None);
-                Directory.Delete(imageDir, recursive: true);
-                return created.Problem!;
-            }
-            var server = created.Value.Server;
-            await LogAsync(server.Id, "restore", requestedBy, time.GetUtcNow(), "success", $"from backup {backup.Id} of server '{backup.InstanceName}'", ct);
-            return server;
-        }
-        catch (IOException e)
-        {
-            await store.DeleteImageAsync(imageId, CancellationToken.None);
-            if (Directory.Exists(imageDir))
-            {
-                Directory.Delete(imageDir, recursive: true);
-            }
-            return new Problem("backup_corrupt", 422, "The backup could not be restored", e.Message);
-        }
     }
 }

@@ -191,7 +191,8 @@ public sealed record VmSnapshot(string Name, bool WithMemory, long VmStateBytes,
 
 /// <summary>What a backup wrote (the manifest in the target directory has the details and checksums).</summary>
 /// <param name="Kind">"full" or "incremental" (a driver without incrementals answers "full").</param>
-public sealed record BackupResult(string Kind, long SizeBytes, long VirtualSizeBytes, int Files);
+/// <param name="FullReason">Why a full backup was written although an incremental was asked for (null otherwise).</param>
+public sealed record BackupResult(string Kind, long SizeBytes, long VirtualSizeBytes, int Files, string? FullReason = null);
 
 /// <summary>Tuning of one live migration, as the controller asks for it.</summary>
 public sealed record MigrationSettings(long? MaxDowntimeMs = null, bool AutoConverge = false, bool PostCopy = false, long? BandwidthBytesPerSecond = null);

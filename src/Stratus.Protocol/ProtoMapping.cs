@@ -214,8 +214,16 @@ public static class ProtoMapping
     public static VmSnapshot FromProto(this W.Snapshot m) =>
         new(m.Name, m.WithMemory, m.VmStateBytes, DateTimeOffset.FromUnixTimeMilliseconds(m.CreatedAtUnixMs));
 
-    public static W.BackupResult ToProto(this BackupResult b) =>
-        new() { Kind = b.Kind, SizeBytes = b.SizeBytes, VirtualSizeBytes = b.VirtualSizeBytes, Files = b.Files };
+    public static W.BackupResult ToProto(this BackupResult b)
+    {
+        var m = new W.BackupResult { Kind = b.Kind, SizeBytes = b.SizeBytes, VirtualSizeBytes = b.VirtualSizeBytes, Files = b.Files };
+        if (b.FullReason is not null)
+        {
+            m.FullReason = b.FullReason;
+        }
+        return m;
+    }
 
-    public static BackupResult FromProto(this W.BackupResult m) => new(m.Kind, m.SizeBytes, m.VirtualSizeBytes, m.Files);
+    public static BackupResult FromProto(this W.BackupResult m) =>
+        new(m.Kind, m.SizeBytes, m.VirtualSizeBytes, m.Files, m.HasFullReason ? m.FullReason : null);
 }

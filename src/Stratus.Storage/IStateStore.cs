@@ -67,7 +67,8 @@ public sealed record SnapshotRecord(InstanceId InstanceId, string Name, bool Wit
 /// <summary>A backup of a server in the backup store.</summary>
 /// <param name="Kind">"full" or "incremental".</param>
 /// <param name="ParentId">For an incremental: the backup it builds on.</param>
-/// <param name="Status">"creating", "available", "error".</param>
+/// <param name="Status">"creating", "available", "error", or "expired" (deleted by request or retention; its files are kept
+/// only because a kept incremental builds on it, and go with its last dependant).</param>
 /// <param name="Directory">The backup's directory (holds manifest.json and the files it lists).</param>
 /// <param name="ManifestSha256">SHA-256 of manifest.json when the backup finished (a changed manifest is refused at restore).</param>
 /// <param name="SpecJson">What a restore re-creates besides the disk (key name, user data, forwards, storage pool), as JSON.</param>
@@ -86,7 +87,17 @@ public sealed record BackupRecord(
     string SpecJson,
     string? Error,
     DateTimeOffset CreatedAt,
-    DateTimeOffset? FinishedAt);
+    DateTimeOffset? FinishedAt,
+    string? FullReason = null,
+    string? ExpiredReason = null,
+    DateTimeOffset? VerifiedAt = null,
+    string? VerifyError = null);
+
+/// <summary>A server's backup policy.</summary>
+/// <param name="Keep">Restore points kept: the newest N backups that are not expired (1–1000).</param>
+/// <param name="FullEvery">Longest chain: after this many backups in a chain (the full one included) the next automatic
+/// backup is full again; null = <paramref name="Keep"/>.</param>
+public sealed record BackupPolicy(int Keep, int? FullEvery);
 
 public sealed record MigrationRecord(InstanceId InstanceId, HostId Source, HostId Destination, string Kind, ResourceVector Resources, DateTimeOffset StartedAt);
 
@@ -270,9 +281,9 @@ public interface IStateStore : IAsyncDisposable
     /// <summary>Backups oldest first; of one server when <paramref name="instance"/> is set.</summary>
     Task<IReadOnlyList<BackupRecord>> ListBackupsAsync(InstanceId? instance, CancellationToken cancellationToken);
     Task DeleteBackupAsync(Guid id, CancellationToken cancellationToken);
-    /// <summary>Per-server retention: keep the newest <paramref name="keep"/> backups.</summary>
-    Task SetBackupPolicyAsync(InstanceId id, int keep, CancellationToken cancellationToken);
-    Task<int?> GetBackupPolicyAsync(InstanceId id, CancellationToken cancellationToken);
+    /// <summary>Per-server backup policy (retention and chain length).</summary>
+    Task SetBackupPolicyAsync(InstanceId id, BackupPolicy policy, CancellationToken cancellationToken);
+    Task<BackupPolicy?> GetBackupPolicyAsync(InstanceId id, CancellationToken cancellationToken);
 
     // Metrics (time series)
     /// <summary>

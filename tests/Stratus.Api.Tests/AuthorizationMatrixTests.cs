@@ -79,6 +79,11 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
         new("POST", "v1/servers/{srvA}/backups", Bad,                           401, 403, 400, 400, 404, 403, 400),
         new("GET", "v1/backups", null,                                          401, 200, 200, 200, 200, 200, 200),
         new("POST", "v1/backups/{backupA}/restore", Bad,                        401, 403, 400, 400, 404, 403, 400),
+        new("GET", "v1/backups/{backupA}", null,                                401, 200, 200, 200, 404, 404, 200),
+        new("POST", "v1/backups/{backupA}/verify", null,                        401, 403, Ok, Ok, 404, 403, Ok),
+        new("DELETE", "v1/backups/{freshBackup}", null,                         401, 403, Ok, Ok, 404, 403, Ok),
+        new("GET", "v1/servers/{srvA}/backup-policy", null,                     401, 200, 200, 200, 404, 404, 200),
+        new("PUT", "v1/servers/{srvA}/backup-policy", Bad,                      401, 403, 400, 400, 404, 403, 400),
 
         new("GET", "v1/groups", null,                                           401, 200, 200, 200, 200, 200, 200),
         new("POST", "v1/groups", Bad,                                           401, 403, 400, 400, 400, 403, 400),
@@ -246,6 +251,7 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
         Assert.Contains(_w.ServerA, (await _w.SendAsync(member.Token, "GET", "v1/servers/srv-a", null)).Body, StringComparison.Ordinal);
         Assert.Equal(404, (await _w.SendAsync(member.Token, "GET", $"v1/servers/{idB}", null)).Status);
         Assert.Equal(202, (await _w.SendAsync(b.Token, "DELETE", $"v1/servers/{idB}", null)).Status);
+        await _w.Cloud.WaitAsync(idB, "deleted"); // settled: the matrix compares the store around each refusal
     }
 
     public sealed record CallerInfo(string Name, string? Token);
@@ -336,6 +342,14 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
             if (path.Contains("{freshKeypair}", StringComparison.Ordinal))
             {
                 path = path.Replace("{freshKeypair}", (await m.ImportKeypairAsync(new ImportKeypairRequest($"fresh-k{n}", Pub))).Id, StringComparison.Ordinal);
+            }
+            if (path.Contains("{freshBackup}", StringComparison.Ordinal))
+            {
+                var inst = (await Store.GetInstanceAsync(new InstanceId(Guid.Parse(ServerA)), CancellationToken.None))!;
+                var b = new BackupRecord(Guid.NewGuid(), inst.Id, inst.Name, inst.FlavorId, inst.ImageId, "full", null, "available",
+                    Path.Combine(Cloud.DataDir, "nowhere-" + n), 0, null, "{}", null, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
+                await Store.UpsertBackupAsync(b, CancellationToken.None);
+                path = path.Replace("{freshBackup}", b.Id.ToString("D"), StringComparison.Ordinal);
             }
             return path.Replace("{srvA}", ServerA, StringComparison.Ordinal).Replace("{projA}", ProjectA, StringComparison.Ordinal)
                 .Replace("{readerA}", _readerA, StringComparison.Ordinal).Replace("{backupA}", BackupA, StringComparison.Ordinal)

@@ -98,6 +98,8 @@ public sealed class DataProtectionTests : IAsyncLifetime
     {
         var (spec, port) = await BootAsync();
         await GuestAsync(port, "echo one > /data/f; sync");
+        // A backup first, so the disk carries a backup bitmap: QEMU refuses to revert a disk with bitmaps unless the driver drops them.
+        await _driver.BackupAsync(spec.Id, Path.Combine(_data, "backups", "k1"), null, CancellationToken.None);
         var disk = await _driver.CreateSnapshotAsync(spec.Id, "s1", withMemory: false, CancellationToken.None);
         Assert.False(disk.WithMemory);
         await GuestAsync(port, "echo two > /data/f; sync");
@@ -111,6 +113,7 @@ public sealed class DataProtectionTests : IAsyncLifetime
 
         // With memory: the guest resumes where it was, page cache included (no sync needed), same process.
         await GuestAsync(port, "echo three > /data/f");
+        await _driver.BackupAsync(spec.Id, Path.Combine(_data, "backups", "k2"), null, CancellationToken.None);
         var mem = await _driver.CreateSnapshotAsync(spec.Id, "m1", withMemory: true, CancellationToken.None);
         Assert.True(mem.WithMemory && mem.VmStateBytes > 0);
         await GuestAsync(port, "echo four > /data/f; sync");
@@ -119,6 +122,9 @@ public sealed class DataProtectionTests : IAsyncLifetime
         Assert.Equal(pid, back.Pid);
         Assert.Equal(PowerState.Running, back.Power);
         Assert.Equal("three", await GuestAsync(port, "cat /data/f"));
+        var next = await _driver.BackupAsync(spec.Id, Path.Combine(_data, "backups", "k3"), Path.Combine(_data, "backups", "k2"), CancellationToken.None);
+        Assert.Equal("full", next.Kind);
+        Assert.Contains("reverted to snapshot 'm1'", next.FullReason, StringComparison.Ordinal);
 
         Assert.Equal(["s1", "m1"], (await _driver.ListSnapshotsAsync(spec.Id, CancellationToken.None)).Select(s => s.Name));
         var dup = await Assert.ThrowsAsync<ComputeException>(() => _driver.CreateSnapshotAsync(spec.Id, "s1", false, CancellationToken.None));
@@ -132,28 +138,68 @@ public sealed class DataProtectionTests : IAsyncLifetime
         Assert.Equal(["s1"], (await _driver.ListSnapshotsAsync(spec.Id, CancellationToken.None)).Select(s => s.Name));
     }
 
+    /// <summary>
+    /// One guest through a chain: full (running) → incremental (running) → incremental (stopped: the bitmap survived the
+    /// shutdown, the job runs in qemu-storage-daemon) → snapshot revert → full with the reason. Then the incremental and
+    /// the full each boot into their own point in time, and a flipped byte in the full is found.
+    /// </summary>
     [Fact]
-    public async Task Backup_RunningVm_RestoresIntoNewVmWithTheFile_CorruptedBackupFailsVerification()
+    public async Task Backup_FullThenIncrementals_EachRestoresItsPointInTime_RevertRestartsChain_DamagedLinkFound()
     {
+        var ct = CancellationToken.None;
+        var img = new QemuImg();
         var (spec, port) = await BootAsync();
-        await GuestAsync(port, "echo backed-up-4711 > /data/b; sync");
-        var dir = Path.Combine(_data, "backups", "b1");
-        var manifest = await _driver.BackupAsync(spec.Id, dir, null, CancellationToken.None);
-        Assert.Equal("full", manifest.Kind);
-        Assert.Contains(manifest.Files, f => f.Role == "disk" && f.Name == "disk.qcow2");
-        Assert.Contains(manifest.Files, f => f.Role == "kernel");
-        Assert.Empty(await BackupFiles.VerifyAsync(dir, CancellationToken.None));
-        Assert.Empty(await _driver.ListSnapshotsAsync(spec.Id, CancellationToken.None)); // the temporary snapshot is gone
-        var info = await new QemuImg().InfoAsync(Path.Combine(dir, "disk.qcow2"), false, CancellationToken.None);
-        Assert.Null(info.BackingFile); // self-contained: base image flattened in
+        await GuestAsync(port, "dd if=/dev/urandom of=/data/big bs=1M count=8 2>/dev/null; echo first > /data/f; sync");
+        var root = Path.Combine(_data, "backups");
+        string Dir(string name) => Path.Combine(root, name);
+        long DiskBytes(BackupManifest m) => m.Files.Single(f => f.Role == "disk").SizeBytes;
 
-        await _driver.DestroyAsync(spec.Id, CancellationToken.None);
-        var (restored, restoredPort) = await BootAsync(Path.Combine(dir, "disk.qcow2"));
-        Assert.Equal("backed-up-4711", await GuestAsync(restoredPort, "cat /data/b"));
+        var sw = Stopwatch.StartNew();
+        var full = await _driver.BackupAsync(spec.Id, Dir("b1"), null, ct);
+        var fullMs = sw.ElapsedMilliseconds;
+        Assert.Equal(("full", null, null), (full.Kind, full.Parent, full.FullReason));
+        Assert.Equal(["disk", "kernel", "initrd", "cmdline"], full.Files.Select(f => f.Role));
+        Assert.Null((await img.InfoAsync(Path.Combine(Dir("b1"), "disk.qcow2"), false, ct)).BackingFile); // standalone: base image flattened in
+        Assert.Empty(await _driver.ListSnapshotsAsync(spec.Id, ct)); // no snapshot left in the VM's disk
 
-        // One flipped byte in the middle of the disk file: verification names the file.
-        var path = Path.Combine(dir, "disk.qcow2");
-        await _driver.DestroyAsync(restored.Id, CancellationToken.None);
+        await GuestAsync(port, "echo second > /data/f; sync");
+        sw.Restart();
+        var inc = await _driver.BackupAsync(spec.Id, Dir("b2"), Dir("b1"), ct);
+        var incMs = sw.ElapsedMilliseconds;
+        Assert.Equal(("incremental", "b1", null), (inc.Kind, inc.Parent, inc.FullReason));
+        Assert.Equal(["disk"], inc.Files.Select(f => f.Role)); // kernel, initrd and command line unchanged: inherited from b1
+        Assert.Equal("../b1/disk.qcow2", (await img.InfoAsync(Path.Combine(Dir("b2"), "disk.qcow2"), false, ct)).BackingFile);
+        Assert.True(DiskBytes(inc) * 8 < DiskBytes(full), $"incremental {DiskBytes(inc)} bytes, full {DiskBytes(full)} bytes");
+
+        // Stopped: the persistent bitmap was written back at shutdown; qemu-storage-daemon runs the job.
+        await GuestAsync(port, "echo third > /data/f; sync");
+        await _driver.StopAsync(spec.Id, TimeSpan.Zero, ct);
+        sw.Restart();
+        var offline = await _driver.BackupAsync(spec.Id, Dir("b3"), Dir("b2"), ct);
+        Console.WriteLine($"tiny guest, 8 MiB written then one file changed: full {DiskBytes(full)} bytes in {fullMs} ms; incremental {DiskBytes(inc)} bytes "
+            + $"in {incMs} ms (running); incremental {DiskBytes(offline)} bytes in {sw.ElapsedMilliseconds} ms (stopped, qemu-storage-daemon)");
+        Assert.Equal(("incremental", "b2"), (offline.Kind, offline.Parent));
+        var vmDisk = Path.Combine(_data, "vms", spec.Id.ToString(), "disk.qcow2");
+        Assert.Equal(0, (await RunAsync("qemu-img", ["compare", "-q", Path.Combine(Dir("b3"), "disk.qcow2"), vmDisk])).Code); // b3 → b2 → b1 reads as the disk
+
+        // A revert rewinds the disk behind the bitmaps' back: they are dropped and the next backup is full, saying why.
+        await _driver.CreateSnapshotAsync(spec.Id, "s1", withMemory: false, ct);
+        await _driver.RevertSnapshotAsync(spec.Id, "s1", ct);
+        var afterRevert = await _driver.BackupAsync(spec.Id, Dir("b4"), Dir("b3"), ct);
+        Assert.Equal("full", afterRevert.Kind);
+        Assert.Contains("reverted to snapshot 's1'", afterRevert.FullReason, StringComparison.Ordinal);
+
+        // Restores: the incremental (chain b2 → b1) and the full alone, booted side by side.
+        await _driver.DestroyAsync(spec.Id, ct);
+        var (fromInc, incPort) = await BootAsync(Path.Combine(Dir("b2"), "disk.qcow2"));
+        var (fromFull, fullPort) = await BootAsync(Path.Combine(Dir("b1"), "disk.qcow2"));
+        Assert.Equal("second", await GuestAsync(incPort, "cat /data/f"));
+        Assert.Equal("first", await GuestAsync(fullPort, "cat /data/f"));
+        await _driver.DestroyAsync(fromInc.Id, ct);
+        await _driver.DestroyAsync(fromFull.Id, ct);
+
+        // One flipped byte in the full backup: the link that b2 and b3 build on no longer verifies, and says which file.
+        var path = Path.Combine(Dir("b1"), "disk.qcow2");
         await using (var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
         {
             f.Position = f.Length / 2;
@@ -162,7 +208,9 @@ public sealed class DataProtectionTests : IAsyncLifetime
             f.WriteByte((byte)(b ^ 0xFF));
         }
 
-        var problems = await BackupFiles.VerifyAsync(dir, CancellationToken.None);
+        Assert.Empty(await BackupFiles.VerifyAsync(Dir("b2"), ct));
+        var problems = await BackupFiles.VerifyAsync(Dir("b1"), ct);
         Assert.Contains(problems, p => p.Contains("disk.qcow2", StringComparison.Ordinal) && p.Contains("SHA-256", StringComparison.Ordinal));
+        Assert.Equal((Dir("b1"), "kernel"), BackupFiles.Effective(Dir("b3"), "kernel") is { } k ? (k.Directory, k.Entry.Role) : default);
     }
 }

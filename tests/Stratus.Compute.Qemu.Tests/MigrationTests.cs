@@ -127,6 +127,10 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.True(File.Exists(sharedDisk));
         Assert.False(File.Exists(Path.Combine(hosts.DataA, "vms", spec.Id.ToString(), "disk.qcow2")));
 
+        // A backup before the move leaves a persistent dirty bitmap in the shared qcow2 (see the end of the test).
+        var backups = TestEnvironment.NewDataDirectory();
+        Assert.Equal("full", (await hosts.A.BackupAsync(spec.Id, Path.Combine(backups, "k1"), null, CancellationToken.None)).Kind);
+
         var clock = Stopwatch.StartNew();
         var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
         Assert.Null(incoming.DiskTarget);
@@ -181,6 +185,16 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.Equal(PowerState.Paused, (await hosts.B.PauseAsync(spec.Id, CancellationToken.None)).Power);
         Assert.Equal(PowerState.Running, (await hosts.B.ResumeAsync(spec.Id, CancellationToken.None)).Power);
         output.WriteLine($"shared-pool live migration: {final.TotalTimeMs} ms in QEMU, downtime {final.DowntimeMs} ms, prepare→complete {total.TotalMilliseconds:0} ms, {log.Reports.Count} progress reports, {final.TotalBytes >> 20} MiB RAM");
+
+        // The bitmap moved with the shared disk (the source wrote it back when it let go, the destination loaded it):
+        // the chain continues on B, and the chain read back equals the disk.
+        Assert.Equal(("incremental", "k1"), (await hosts.B.BackupAsync(spec.Id, Path.Combine(backups, "k2"), Path.Combine(backups, "k1"), CancellationToken.None)) is var k2 ? (k2.Kind, k2.Parent) : default);
+        await hosts.B.StopAsync(spec.Id, TimeSpan.Zero, CancellationToken.None);
+        Assert.Equal("incremental", (await hosts.B.BackupAsync(spec.Id, Path.Combine(backups, "k3"), Path.Combine(backups, "k2"), CancellationToken.None)).Kind);
+        var compare = Process.Start(new ProcessStartInfo("qemu-img", ["compare", "-q", Path.Combine(backups, "k3", "disk.qcow2"), sharedDisk]))!;
+        await compare.WaitForExitAsync();
+        Assert.Equal(0, compare.ExitCode);
+        TestEnvironment.DeleteDirectory(backups);
         await hosts.B.DestroyAsync(spec.Id, CancellationToken.None);
         Assert.False(File.Exists(sharedDisk));
     }
@@ -202,6 +216,9 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
             """.Replace("\r", "", StringComparison.Ordinal) + "\n";
         var (spec, portA) = await BootAsync(hosts.A, StoragePools.Local, userData);
         var before = await WaitForTokenAsync(portA, token, 0);
+        // A backup first: the disk carries a persistent dirty bitmap while it is mirrored away (it does not follow).
+        var backups = TestEnvironment.NewDataDirectory();
+        await hosts.A.BackupAsync(spec.Id, Path.Combine(backups, "k1"), null, CancellationToken.None);
 
         var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
         Assert.NotNull(incoming.DiskTarget);
@@ -225,6 +242,10 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.False(Directory.Exists(Path.Combine(hosts.DataA, "vms", spec.Id.ToString())));
         Assert.Single(TestEnvironment.QemuPidsOf(spec.Id));
         output.WriteLine($"local-pool live migration: {final.TotalTimeMs} ms in QEMU, downtime {final.DowntimeMs} ms, disk {final.DiskTotalBytes >> 20} MiB mirrored");
+        var next = await hosts.B.BackupAsync(spec.Id, Path.Combine(backups, "k2"), Path.Combine(backups, "k1"), CancellationToken.None);
+        Assert.Equal("full", next.Kind);
+        Assert.Contains("no change-tracking bitmap", next.FullReason, StringComparison.Ordinal);
+        TestEnvironment.DeleteDirectory(backups);
         await hosts.B.DestroyAsync(spec.Id, CancellationToken.None);
     }
 

@@ -131,4 +131,28 @@ public sealed class QemuImgTests : IDisposable
         Assert.Equal("/b/base.img", info.BackingFile);
         Assert.True(info.Corrupt);
     }
+
+    [Fact]
+    public async Task CreateWithBacking_RelativeName_KeptAsGiven_AndBitmapsListedAndRemoved()
+    {
+        TestEnvironment.RequireQemu();
+        Directory.CreateDirectory(Path.Combine(_dir, "a"));
+        Directory.CreateDirectory(Path.Combine(_dir, "b"));
+        var parent = Path.Combine(_dir, "a", "disk.qcow2");
+        await _img.CreateWithBackingAsync(parent, null, 64L * 1024 * 1024, CancellationToken.None);
+        var child = Path.Combine(_dir, "b", "disk.qcow2");
+        await _img.CreateWithBackingAsync(child, "../a/disk.qcow2", 64L * 1024 * 1024, CancellationToken.None);
+        Assert.Equal("../a/disk.qcow2", (await _img.InfoAsync(child, mayBeInUse: false, CancellationToken.None)).BackingFile); // resolves wherever a/ and b/ are copied together
+
+        using (var add = Process.Start(new ProcessStartInfo("qemu-img", ["bitmap", "--add", child, "stratus-backup-x"]))!)
+        {
+            await add.WaitForExitAsync();
+            Assert.Equal(0, add.ExitCode);
+        }
+
+        Assert.Equal([("stratus-backup-x", false)], await _img.ListBitmapsAsync(child, CancellationToken.None));
+        await _img.RemoveBitmapAsync(child, "stratus-backup-x", CancellationToken.None);
+        Assert.Empty(await _img.ListBitmapsAsync(child, CancellationToken.None));
+        Assert.Equal([("b1", true)], QemuImg.ParseBitmaps("""{"format-specific":{"type":"qcow2","data":{"bitmaps":[{"flags":["in-use","auto"],"name":"b1","granularity":65536}]}}}"""));
+    }
 }

@@ -6,8 +6,9 @@ namespace Stratus.FunctionalTests;
 
 /// <summary>
 /// Issue 7 item 5 with real processes and a real VM (`./stratus up --driver qemu --hosts 1`): a snapshot revert brings
-/// back a file's earlier contents; a file written, backed up, the server deleted, restored into a new server that has
-/// the file; a backup with one flipped byte is refused (backup_corrupt) and nothing is created.
+/// back a file's earlier contents; a file written, backed up (full), changed, backed up again (incremental), the server
+/// deleted, the incremental restored into a new server that has the second contents; one flipped byte in the full
+/// backup the incremental builds on: the restore is refused (backup_corrupt, naming that link) and nothing is created.
 /// </summary>
 public sealed class DataProtectionScenarioTests : IAsyncLifetime
 {
@@ -38,7 +39,7 @@ public sealed class DataProtectionScenarioTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task SnapshotRevert_BackupDeleteRestore_CorruptBackupRefused_RealVm()
+    public async Task SnapshotRevert_FullThenIncrementalBackup_RestoreIncremental_DamagedParentRefused_RealVm()
     {
         var timings = new List<string>();
         var sw = Stopwatch.StartNew();
@@ -61,28 +62,35 @@ public sealed class DataProtectionScenarioTests : IAsyncLifetime
         Assert.Equal("s1", Assert.Single(snaps).GetProperty("name").GetString());
         timings.Add($"snapshot + revert (reboot) {sw.Elapsed.TotalSeconds:0.0} s");
 
-        // ---- back up, delete the server, restore into a new one: the file is there.
+        // ---- full backup, change the file, incremental backup; delete the server, restore the incremental: second contents.
         sw.Restart();
         await GuestAsync("web", "echo backed-up-5521 > /data/b; sync");
-        var backup = (await S("server", "backup", "web", "-o", "json")).Ok().Json();
-        var backupId = backup.GetProperty("id").GetString()!;
-        Assert.Equal("available", backup.GetProperty("status").GetString());
-        Assert.Equal("full", backup.GetProperty("kind").GetString());
-        Assert.False(string.IsNullOrEmpty(backup.GetProperty("manifest_sha256").GetString()));
+        var full = (await S("server", "backup", "web", "-o", "json")).Ok().Json();
+        var fullId = full.GetProperty("id").GetString()!;
+        Assert.Equal("available", full.GetProperty("status").GetString());
+        Assert.Equal("full", full.GetProperty("kind").GetString());
+        Assert.False(string.IsNullOrEmpty(full.GetProperty("manifest_sha256").GetString()));
+        await GuestAsync("web", "echo incremental-7730 > /data/b; sync");
+        var inc = (await S("server", "backup", "web", "-o", "json")).Ok().Json();
+        var incId = inc.GetProperty("id").GetString()!;
+        Assert.Equal(("incremental", fullId, "ok"), (inc.GetProperty("kind").GetString(), inc.GetProperty("parent_id").GetString(), inc.GetProperty("verified").GetString()));
+        Assert.True(inc.GetProperty("size_bytes").GetInt64() * 4 < full.GetProperty("size_bytes").GetInt64(), $"{inc} vs {full}");
+        timings.Add($"full + incremental backup {sw.Elapsed.TotalSeconds:0.0} s");
+        sw.Restart();
         (await S("server", "delete", "web")).Ok();
         var actions = (await S("server", "actions", id, "-o", "json")).Ok().Json().EnumerateArray().Select(a => a.GetProperty("action").GetString()).ToList();
         Assert.Contains("snapshot", actions);
         Assert.Contains("revert-snapshot", actions);
         Assert.Contains("backup", actions);
 
-        var restored = (await S("server", "restore", backupId, "--name", "web2", "--wait", "-o", "json")).Ok().Json();
+        var restored = (await S("server", "restore", incId, "--name", "web2", "--wait", "-o", "json")).Ok().Json();
         Assert.NotEqual(id, restored.GetProperty("id").GetString());
-        Assert.Equal("backed-up-5521", await GuestAsync("web2", "cat /data/b"));
+        Assert.Equal("incremental-7730", await GuestAsync("web2", "cat /data/b"));
         Assert.Equal("v1", await GuestAsync("web2", "cat /data/f"));
-        timings.Add($"backup + delete + restore + boot {sw.Elapsed.TotalSeconds:0.0} s");
+        timings.Add($"delete + restore (2 links) + boot {sw.Elapsed.TotalSeconds:0.0} s");
 
-        // ---- one flipped byte in the backup's disk: refused, nothing created.
-        var disk = Path.Combine(_data, "backups", id, backupId, "disk.qcow2");
+        // ---- one flipped byte in the full backup's disk: the incremental's restore is refused naming that link, nothing created.
+        var disk = Path.Combine(_data, "backups", id, fullId, "disk.qcow2");
         Assert.True(File.Exists(disk), disk);
         await using (var f = new FileStream(disk, FileMode.Open, FileAccess.ReadWrite))
         {
@@ -92,10 +100,14 @@ public sealed class DataProtectionScenarioTests : IAsyncLifetime
             f.WriteByte((byte)(b ^ 0x01));
         }
         var imagesBefore = (await S("image", "list", "-o", "json")).Ok().Json().GetArrayLength();
-        var refused = await S("server", "restore", backupId, "--name", "web3", "-o", "json");
+        var refused = await S("server", "restore", incId, "--name", "web3", "-o", "json");
         Assert.NotEqual(0, refused.ExitCode);
         Assert.Contains("backup_corrupt", refused.Stderr + refused.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"link 1 of 2 (backup {fullId}, full", refused.Stderr + refused.Stdout, StringComparison.Ordinal);
         Assert.Contains("disk.qcow2", refused.Stderr + refused.Stdout, StringComparison.Ordinal);
+        var verify = await S("backup", "verify", incId);
+        Assert.NotEqual(0, verify.ExitCode);
+        Assert.Contains("DAMAGED", verify.Stdout, StringComparison.Ordinal);
         var names = (await S("server", "list", "-o", "json")).Ok().Json().EnumerateArray().Select(s => s.GetProperty("name").GetString()).ToList();
         Assert.DoesNotContain("web3", names);
         Assert.Equal(imagesBefore, (await S("image", "list", "-o", "json")).Ok().Json().GetArrayLength());

@@ -10,7 +10,10 @@ namespace Stratus.Compute.Simulated;
 /// Snapshots are names kept in the VM's state (revert changes nothing but is checked like the real driver's: the
 /// snapshot must exist; a memory snapshot needs a running VM). A backup writes one stand-in disk file
 /// (<c>disk.sim</c>: the VM's id, name and size as text) plus the manifest, so checksums, corruption and restore can be
-/// exercised without a hypervisor. Incrementals are written as full backups, as the QEMU driver does.
+/// exercised without a hypervisor. Incrementals follow the QEMU driver's rules: the VM remembers the backups its
+/// "bitmaps" are anchored at (the newest and its parent); an incremental is written only from one of those, else a full
+/// backup with the reason; a revert forgets them. An incremental's stand-in disk is a few bytes, a full one 64 KiB, so
+/// sizes differ as they would.
 /// </summary>
 public sealed partial class SimulatedDriver
 {
@@ -44,12 +47,16 @@ public sealed partial class SimulatedDriver
     public Task<IReadOnlyList<VmSnapshotInfo>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<VmSnapshotInfo>>(Existing(id).Snapshots ?? []);
 
-    public Task<VmStatus> RevertSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken)
+    public async Task<VmStatus> RevertSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken)
     {
         var vm = Existing(id);
-        return vm.Snapshots?.Any(s => s.Name == name) == true
-            ? Task.FromResult(Status(vm))
-            : throw new ComputeException("snapshot_not_found", $"VM {id} has no snapshot named '{name}'");
+        if (vm.Snapshots?.Any(s => s.Name == name) != true)
+        {
+            throw new ComputeException("snapshot_not_found", $"VM {id} has no snapshot named '{name}'");
+        }
+        _vms[id] = vm with { BackupAnchors = null, ChainBreak = $"the disk was reverted to snapshot '{name}'" };
+        await SaveAsync(cancellationToken);
+        return Status(_vms[id]);
     }
 
     public async Task DeleteSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken)
@@ -69,11 +76,37 @@ public sealed partial class SimulatedDriver
         {
             throw new ComputeException("invalid_spec", $"backup directory {targetDirectory} is not empty");
         }
+        var name = Path.GetFileName(Path.TrimEndingDirectorySeparator(targetDirectory));
+        string? parent = null;
+        string? reason = null;
+        if (incrementalFrom is not null)
+        {
+            var p = Path.GetFileName(Path.TrimEndingDirectorySeparator(incrementalFrom));
+            if (BackupFiles.ReadManifest(incrementalFrom) is null)
+            {
+                reason = $"the parent backup {p} is not a readable backup of this VM";
+            }
+            else if (vm.BackupAnchors?.Contains(p) == true)
+            {
+                parent = p;
+            }
+            else
+            {
+                reason = vm.ChainBreak ?? (vm.BackupAnchors is { Count: > 0 } a
+                    ? $"the disk tracks changes since backup {string.Join(", ", a)}, not since {p}"
+                    : $"the disk has no change-tracking bitmap since backup {p}");
+            }
+        }
         Directory.CreateDirectory(targetDirectory);
-        await File.WriteAllTextAsync(Path.Combine(targetDirectory, "disk.sim"), $"id={vm.Id}\nname={vm.Name}\ndisk_gib={vm.DiskGib}\n", Encoding.UTF8, cancellationToken);
-        var manifest = new BackupManifest(1, id, Name, "full", null, _time.GetUtcNow(), vm.DiskGib * 1024L * 1024 * 1024,
-            [await BackupFiles.EntryAsync(targetDirectory, "disk.sim", "sim", cancellationToken)]);
+        var content = parent is null
+            ? $"id={vm.Id}\nname={vm.Name}\ndisk_gib={vm.DiskGib}\n{new string('.', 64 * 1024)}\n"
+            : $"id={vm.Id}\nparent={parent}\n";
+        await File.WriteAllTextAsync(Path.Combine(targetDirectory, "disk.sim"), content, Encoding.UTF8, cancellationToken);
+        var manifest = new BackupManifest(BackupFiles.ManifestVersion, id, Name, parent is null ? BackupKinds.Full : BackupKinds.Incremental, parent,
+            _time.GetUtcNow(), vm.DiskGib * 1024L * 1024 * 1024, [await BackupFiles.EntryAsync(targetDirectory, "disk.sim", "sim", cancellationToken)], reason);
         await BackupFiles.WriteManifestAsync(targetDirectory, manifest, cancellationToken);
+        _vms[id] = Existing(id) with { BackupAnchors = parent is null ? [name] : [parent, name], ChainBreak = null };
+        await SaveAsync(cancellationToken);
         return manifest;
     }
 }

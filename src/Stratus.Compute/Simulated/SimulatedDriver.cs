@@ -218,5 +218,5 @@ public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriv
     /// <param name="MigratedOut">The VM's state was sent elsewhere; the source waits for <see cref="CompleteOutgoingAsync"/>.</param>
     private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console,
         int Vcpus = 1, long MemoryMib = 256, long DiskGib = 1, string StoragePool = StoragePools.Local, bool Incoming = false, bool MigratedOut = false,
-        IReadOnlyList<VmSnapshotInfo>? Snapshots = null);
+        IReadOnlyList<VmSnapshotInfo>? Snapshots = null, IReadOnlyList<string>? BackupAnchors = null, string? ChainBreak = null);
 }

@@ -11,10 +11,15 @@ namespace Stratus.Core.Backups;
 public sealed record BackupFileEntry(string Name, string Role, long SizeBytes, string Sha256);
 
 /// <summary>The manifest of one backup (<c>manifest.json</c> in its directory).</summary>
-/// <param name="Version">Manifest format version (1).</param>
-/// <param name="Kind">"full" or "incremental".</param>
-/// <param name="Parent">For an incremental: the directory name of the backup it builds on.</param>
+/// <param name="Version">Manifest format version: 1 (full backups only), 2 (adds incrementals and <paramref name="FullReason"/>).</param>
+/// <param name="Kind">"full" or "incremental" (<see cref="BackupKinds"/>).</param>
+/// <param name="Parent">For an incremental: the directory name of the backup it builds on (a sibling directory in the
+/// backup store; its <c>disk.qcow2</c> is the backing file of this one's, named <c>../PARENT/disk.qcow2</c>).</param>
 /// <param name="VirtualSizeBytes">The disk's size as the guest sees it.</param>
+/// <param name="Files">The files in this directory. An incremental lists its disk and only those of kernel, initrd and
+/// command line that differ from the nearest ancestor's (an unchanged one is inherited from the chain).</param>
+/// <param name="FullReason">Set on a full backup written although an incremental was asked for: why the chain could not
+/// continue (no change-tracking bitmap, the disk was reverted to a snapshot, ...).</param>
 public sealed record BackupManifest(
     int Version,
     InstanceId InstanceId,
@@ -23,13 +28,56 @@ public sealed record BackupManifest(
     string? Parent,
     DateTimeOffset CreatedAt,
     long VirtualSizeBytes,
-    IReadOnlyList<BackupFileEntry> Files);
+    IReadOnlyList<BackupFileEntry> Files,
+    string? FullReason = null);
+
+/// <summary>Backup kinds.</summary>
+public static class BackupKinds
+{
+    /// <summary>Self-contained: the whole disk (base image flattened in) and, for a directly booted VM, its kernel files.</summary>
+    public const string Full = "full";
+
+    /// <summary>Only the clusters that changed since the parent backup; restoring it needs every link down to a full one.</summary>
+    public const string Incremental = "incremental";
+}
 
 
 /// <summary>The backup directory format, shared by drivers (writing) and the controller (verifying, restoring).</summary>
 public static class BackupFiles
 {
     public const string ManifestName = "manifest.json";
+
+    /// <summary>Manifest format written by current drivers.</summary>
+    public const int ManifestVersion = 2;
+
+    /// <summary>
+    /// The entry of role <paramref name="role"/> that applies to the backup in <paramref name="directory"/>: its own, or
+    /// (for an incremental that inherited it) the nearest ancestor's, found by following <see cref="BackupManifest.Parent"/>
+    /// through sibling directories. Returns the directory holding the file with its entry; null when no link has one or
+    /// the chain cannot be followed.
+    /// </summary>
+    public static (string Directory, BackupFileEntry Entry)? Effective(string directory, string role)
+    {
+        var dir = directory;
+        for (var depth = 0; depth < 10_000; depth++)
+        {
+            var manifest = ReadManifest(dir);
+            if (manifest is null)
+            {
+                return null;
+            }
+            if (manifest.Files?.FirstOrDefault(f => f.Role == role) is { } entry)
+            {
+                return (dir, entry);
+            }
+            if (manifest.Kind != BackupKinds.Incremental || string.IsNullOrEmpty(manifest.Parent) || manifest.Parent != Path.GetFileName(manifest.Parent))
+            {
+                return null;
+            }
+            dir = Path.Combine(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(dir)) ?? "", manifest.Parent);
+        }
+        return null;
+    }
 
     private static readonly JsonSerializerOptions Json = new()
     {

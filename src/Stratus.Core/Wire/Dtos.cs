@@ -270,13 +270,36 @@ public sealed record CreateSnapshotRequest(string? Name, bool? WithMemory);
 
 /// <summary>A backup in the backup store.</summary>
 /// <param name="Kind">"full" or "incremental".</param>
-/// <param name="Status">"creating", "available", "error".</param>
+/// <param name="ParentId">For an incremental: the backup it builds on (a restore needs every link down to a full one).</param>
+/// <param name="Status">"creating", "available", "error", or "expired" (deleted by request or beyond the keep count; its
+/// files stay only while a kept incremental builds on it, and it cannot be restored).</param>
+/// <param name="SizeBytes">Bytes this backup adds to the store (an incremental: only its changed clusters).</param>
+/// <param name="FullReason">A full backup written although an incremental was asked for (or due by policy): why.</param>
+/// <param name="ExpiredReason">For an expired backup: why, and that it is kept for its dependants.</param>
+/// <param name="Verified">"ok" (every checksum matched at <paramref name="VerifiedAt"/>), "corrupt" (see
+/// <paramref name="VerifyError"/>), or "never".</param>
+/// <param name="ChainLength">Links a restore of this backup reads: 1 for a full, parent's + 1 for an incremental.</param>
 public sealed record BackupDto(string Id, string ServerId, string ServerName, string Kind, string? ParentId, string Status, long SizeBytes,
-    string? ManifestSha256, string? Error, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt);
+    string? ManifestSha256, string? Error, DateTimeOffset CreatedAt, DateTimeOffset? FinishedAt, string? FullReason = null, string? ExpiredReason = null,
+    string Verified = "never", DateTimeOffset? VerifiedAt = null, string? VerifyError = null, int ChainLength = 1);
 
 /// <summary>POST /v1/servers/{id}/backups (body optional).</summary>
 /// <param name="Keep">Retention for this server from now on: keep the newest N backups (1–1000).</param>
-public sealed record CreateBackupRequest(int? Keep);
+/// <param name="Mode">"auto" (default: incremental when the server has a backup to build on and its chain is shorter than
+/// the policy's full_every, else full), "full", or "incremental" (build on the newest backup whatever the chain length).
+/// A driver that cannot continue the chain writes a full backup and says why (<see cref="BackupDto.FullReason"/>).</param>
+public sealed record CreateBackupRequest(int? Keep, string? Mode = null);
+
+/// <summary>GET/PUT /v1/servers/{id}/backup-policy.</summary>
+/// <param name="Keep">Restore points kept: the newest N backups (1–1000). On PUT, null keeps the current value.</param>
+/// <param name="FullEvery">A full backup at least every N backups (1–1000; the chain length cap); null = <paramref name="Keep"/>.</param>
+/// <param name="IsDefault">GET: the server has no policy of its own (the controller's defaults apply).</param>
+public sealed record BackupPolicyDto(int? Keep, int? FullEvery, bool IsDefault = false);
+
+/// <summary>POST /v1/backups/{id}/verify: every checksum of every link of the backup's chain, oldest first.</summary>
+/// <param name="Chain">Backup ids from the full backup to this one.</param>
+/// <param name="Problems">Empty when intact; else each problem, naming its link.</param>
+public sealed record BackupVerificationDto(string Id, bool Ok, IReadOnlyList<string> Chain, IReadOnlyList<string> Problems);
 
 /// <summary>POST /v1/backups/{id}/restore: a new server from the backup (forwards and key default to the original's).</summary>
 public sealed record RestoreBackupRequest(string? Name, IReadOnlyList<ForwardDto>? Forwards, string? KeyName);

@@ -37,11 +37,12 @@ public sealed partial class SqliteStateStore
         return await cmd.ExecuteNonQueryAsync(cancellationToken);
     }, cancellationToken);
 
-    private const string BackupCols = "id,instance_id,instance_name,flavor_id,image_id,kind,parent_id,status,directory,size_bytes,manifest_sha256,spec_json,error,created_at,finished_at";
+    private const string BackupCols = "id,instance_id,instance_name,flavor_id,image_id,kind,parent_id,status,directory,size_bytes,manifest_sha256,spec_json,error,created_at,finished_at,"
+        + "full_reason,expired_reason,verified_at,verify_error";
 
     public Task UpsertBackupAsync(BackupRecord b, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
-        await using var cmd = Cmd(c, tx, $"INSERT OR REPLACE INTO backups({BackupCols}) VALUES ($id,$i,$in,$f,$im,$k,$p,$s,$d,$sz,$ms,$sj,$e,$at,$fin)");
+        await using var cmd = Cmd(c, tx, $"INSERT OR REPLACE INTO backups({BackupCols}) VALUES ($id,$i,$in,$f,$im,$k,$p,$s,$d,$sz,$ms,$sj,$e,$at,$fin,$fr,$er,$va,$ve)");
         cmd.Parameters.AddWithValue("$id", b.Id.ToString());
         cmd.Parameters.AddWithValue("$i", b.InstanceId.ToString());
         cmd.Parameters.AddWithValue("$in", b.InstanceName);
@@ -57,6 +58,10 @@ public sealed partial class SqliteStateStore
         cmd.Parameters.AddWithValue("$e", (object?)b.Error ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$at", b.CreatedAt.ToString("O"));
         cmd.Parameters.AddWithValue("$fin", b.FinishedAt is { } f ? f.ToString("O") : DBNull.Value);
+        cmd.Parameters.AddWithValue("$fr", (object?)b.FullReason ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$er", (object?)b.ExpiredReason ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$va", b.VerifiedAt is { } v ? v.ToString("O") : DBNull.Value);
+        cmd.Parameters.AddWithValue("$ve", (object?)b.VerifyError ?? DBNull.Value);
         return await cmd.ExecuteNonQueryAsync(cancellationToken);
     }, cancellationToken);
 
@@ -64,7 +69,8 @@ public sealed partial class SqliteStateStore
         Guid.Parse(r.GetString(0)), new InstanceId(Guid.Parse(r.GetString(1))), r.GetString(2), new FlavorId(Guid.Parse(r.GetString(3))),
         new ImageId(Guid.Parse(r.GetString(4))), r.GetString(5), r.IsDBNull(6) ? null : Guid.Parse(r.GetString(6)), r.GetString(7), r.GetString(8),
         r.GetInt64(9), r.IsDBNull(10) ? null : r.GetString(10), r.GetString(11), r.IsDBNull(12) ? null : r.GetString(12), Date(r.GetString(13)),
-        r.IsDBNull(14) ? null : Date(r.GetString(14)));
+        r.IsDBNull(14) ? null : Date(r.GetString(14)), r.IsDBNull(15) ? null : r.GetString(15), r.IsDBNull(16) ? null : r.GetString(16),
+        r.IsDBNull(17) ? null : Date(r.GetString(17)), r.IsDBNull(18) ? null : r.GetString(18));
 
     public Task<BackupRecord?> GetBackupAsync(Guid id, CancellationToken cancellationToken) =>
         QueryOneAsync($"SELECT {BackupCols} FROM backups WHERE id=$k", id.ToString(), ReadBackup, cancellationToken);
@@ -81,17 +87,19 @@ public sealed partial class SqliteStateStore
         return await cmd.ExecuteNonQueryAsync(cancellationToken);
     }, cancellationToken);
 
-    public Task SetBackupPolicyAsync(InstanceId id, int keep, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task SetBackupPolicyAsync(InstanceId id, BackupPolicy policy, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
-        await using var cmd = Cmd(c, tx, "INSERT OR REPLACE INTO backup_policies(instance_id,keep) VALUES ($i,$k)");
+        await using var cmd = Cmd(c, tx, "INSERT OR REPLACE INTO backup_policies(instance_id,keep,full_every) VALUES ($i,$k,$f)");
         cmd.Parameters.AddWithValue("$i", id.ToString());
-        cmd.Parameters.AddWithValue("$k", keep);
+        cmd.Parameters.AddWithValue("$k", policy.Keep);
+        cmd.Parameters.AddWithValue("$f", (object?)policy.FullEvery ?? DBNull.Value);
         return await cmd.ExecuteNonQueryAsync(cancellationToken);
     }, cancellationToken);
 
-    public async Task<int?> GetBackupPolicyAsync(InstanceId id, CancellationToken cancellationToken)
+    public async Task<BackupPolicy?> GetBackupPolicyAsync(InstanceId id, CancellationToken cancellationToken)
     {
-        var rows = await QueryAsync("SELECT keep FROM backup_policies WHERE instance_id=$k", id.ToString(), r => (int)r.GetInt64(0), cancellationToken);
+        var rows = await QueryAsync("SELECT keep,full_every FROM backup_policies WHERE instance_id=$k", id.ToString(),
+            r => new BackupPolicy((int)r.GetInt64(0), r.IsDBNull(1) ? null : (int)r.GetInt64(1)), cancellationToken);
         return rows.Count > 0 ? rows[0] : null;
     }
 }
