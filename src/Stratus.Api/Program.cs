@@ -26,7 +26,8 @@ return 0;
 namespace Stratus.Api
 {
     /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR --metrics-interval SECONDS
-    /// --consolidation [--consolidation-interval SECONDS --consolidation-policy NAME --standby-grace SECONDS --power-driver noop|simulated].</summary>
+    /// --consolidation [--consolidation-interval SECONDS --consolidation-policy NAME --standby-grace SECONDS --power-driver noop|simulated]
+    /// --shared-pool DIR [--ha-tolerate N].</summary>
     public static class StratusdArgs
     {
         public static StratusdOptions Parse(string[] args, out List<string> errors)
@@ -56,6 +57,7 @@ namespace Stratus.Api
                         case "--ha-suspect-after": o.HaSuspectAfter = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-storage-timeout": o.HaStorageTimeout = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                        case "--ha-tolerate": o.HaTolerate = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
                         case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--consolidation": o.Consolidation = o.Consolidation with { Enabled = true }; break;
@@ -138,7 +140,9 @@ namespace Stratus.Api
                 SharedPool = options.SharedPool,
                 SuspectAfter = options.HaSuspectAfter,
                 StorageTimeout = options.HaStorageTimeout,
+                Tolerate = options.HaTolerate,
             });
+            builder.Services.AddSingleton<HaAdmission>();
             builder.Services.AddSingleton<IDiskLockProbe, QemuImgLockProbe>();
             builder.Services.AddSingleton<HaMonitor>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<HaMonitor>());

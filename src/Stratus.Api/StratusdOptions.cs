@@ -35,6 +35,9 @@ public sealed class StratusdOptions
     /// <summary>HA: a remote agent's lease; it fences its HA VMs when not renewed within it. Default 6 s.</summary>
     public TimeSpan HaLease { get; set; } = TimeSpan.FromSeconds(6);
 
+    /// <summary>HA admission control: host failures the cloud must tolerate (0 = off, the default; 0–100). Needs --shared-pool.</summary>
+    public int HaTolerate { get; set; }
+
     /// <summary>The backup store (a directory every agent reaches; default DATA/backups).</summary>
     public string? BackupDir { get; set; }
 
@@ -83,6 +86,14 @@ public sealed class StratusdOptions
         if (HaLease < TimeSpan.FromSeconds(1) || HaStorageTimeout <= HaLease || HaSuspectAfter < TimeSpan.FromSeconds(1))
         {
             errors.Add("HA timings: --ha-lease ≥ 1 s, --ha-storage-timeout > --ha-lease (a cut-off agent must have fenced before its storage heartbeat counts as stopped), --ha-suspect-after ≥ 1 s");
+        }
+        if (HaTolerate is < 0 or > 100)
+        {
+            errors.Add($"--ha-tolerate must be between 0 and 100 (got {HaTolerate})");
+        }
+        else if (HaTolerate > 0 && SharedPool is null)
+        {
+            errors.Add("--ha-tolerate needs --shared-pool (HA servers keep their disks there)");
         }
         if (BackupKeep is < 1 or > 1000)
         {

@@ -30,6 +30,7 @@ public static class Commands
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
         root.Subcommands.Add(HaCommands.Incident(Api, OutputOption));
+        root.Subcommands.Add(HaCommands.Ha(Api, OutputOption));
         root.Subcommands.Add(DataProtectionCommands.BackupGroup(Api, OutputOption));
         root.Subcommands.Add(InventoryCommands.Aggregate(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Energy(Api, OutputOption));

@@ -25,6 +25,13 @@ public sealed class HaOptions
     /// <summary>Second witness: the host's storage heartbeat is older than this. Default 8 s (longer than the agent's lease, 6 s,
     /// so a cut-off agent has always fenced itself before its heartbeat can count as stopped).</summary>
     public TimeSpan StorageTimeout { get; init; } = TimeSpan.FromSeconds(8);
+
+    /// <summary>
+    /// Admission control: host failures the cloud must tolerate (0 = off, the default; range 0–100). When above 0, a server
+    /// is created and HA switched on only if, afterwards, the HA servers of any this many failed hosts can still be
+    /// restarted on the others within their allocation ratios (<see cref="Scheduler.Admission.FailoverReserve"/>).
+    /// </summary>
+    public int Tolerate { get; init; }
 }
 
 /// <summary>Whether a VM's disk on the shared pool is still held open by a QEMU process (QEMU's image locking).</summary>

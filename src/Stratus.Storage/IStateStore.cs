@@ -161,6 +161,8 @@ public interface IStateStore : IAsyncDisposable
     Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, IReadOnlyList<GroupClaim> groups, CancellationToken cancellationToken);
 
     Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken);
+    /// <summary>The server an earlier create with this idempotency key made (deleted or not), or null.</summary>
+    Task<Instance?> FindInstanceByIdempotencyKeyAsync(string key, CancellationToken cancellationToken);
     Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken);
     Task<Page<Instance>> ListInstancesAsync(InstanceQuery query, CancellationToken cancellationToken);
     /// <summary>Servers that have a task in progress (the reconciler's work list).</summary>

@@ -341,6 +341,15 @@ public sealed partial class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$hap", i.HaPriority);
     }
 
+    public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) =>
+        CreateInstanceAsync(instance, firstAction, null, cancellationToken);
+
+    public Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken) =>
+        CreateInstancesAsync(batch, null, cancellationToken);
+
+    public Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken) =>
+        UpdateInstanceAsync(updated, action, finish, null, cancellationToken);
+
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, long? admissionGeneration, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
         if (instance.IdempotencyKey is { } key)
@@ -467,6 +476,9 @@ public sealed partial class SqliteStateStore : IStateStore
 
     public Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken) =>
         QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE id=$k", id.ToString(), ReadInstance, cancellationToken);
+
+    public Task<Instance?> FindInstanceByIdempotencyKeyAsync(string key, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE idempotency_key=$k", key, ReadInstance, cancellationToken);
 
     public Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken) =>
         QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE name=$k AND vm_state <> 'deleted' ORDER BY id LIMIT 1", name, ReadInstance, cancellationToken);

@@ -40,6 +40,7 @@ public sealed class FailoverReserveTests
         Assert.True(r.Ok);
         Assert.Equal(1, r.Headroom);
         Assert.Equal(Big, r.Slot);
+        Assert.Null(r.SlotShape);
         Assert.All(r.Hosts, h => Assert.Equal(4, h.Whole));
     }
 
@@ -66,12 +67,30 @@ public sealed class FailoverReserveTests
     }
 
     [Fact]
+    public void Evaluate_SmallHaServerAmongBigOnes_SlotStretchedToTheHostShape()
+    {
+        // The tiny HA server as a slot charges a big server 256 slots (its disk) against 128 a host holds (its CPU);
+        // stretched to the hosts' shape (1/128 of every resource) a big server is 32 slots, as it should be.
+        var servers = Enumerable.Range(0, 7).Select(_ => new FailoverServer(Big, false)).Append(new FailoverServer(ResourceVector.Of(1, 256, 1), true)).ToArray();
+        var r = FailoverReserve.Evaluate(1, Three(), servers);
+        Assert.True(r.Ok);
+        Assert.Equal("a", r.SlotShape);
+        Assert.Equal(ResourceVector.Of(1, 1024, 8), r.Slot);
+        Assert.Equal(ResourceVector.Of(1, 256, 1), r.LargestHa);
+        Assert.Equal(7 * 32 + 1, r.Whole!.Demand);
+        Assert.Equal(31, r.Headroom);
+        Assert.Contains("stretched to host a's shape", r.Summary, StringComparison.Ordinal);
+        // An eighth big server is one host's worth too many: the reserve is the third host.
+        Assert.False(FailoverReserve.Evaluate(1, Three(), [.. servers, new FailoverServer(Big, false)]).Ok);
+    }
+
+    [Fact]
     public void Evaluate_ToleranceZeroOrNoHaServer_AlwaysOk()
     {
         Assert.True(FailoverReserve.Evaluate(0, Three(), Ha(100, Big)).Ok);
         var noHa = FailoverReserve.Evaluate(1, Three(), [.. Enumerable.Range(0, 100).Select(_ => new FailoverServer(Big, false))]);
         Assert.True(noHa.Ok);
-        Assert.Null(noHa.Slot);
+        Assert.Null(noHa.LargestHa);
     }
 
     [Fact]
@@ -92,7 +111,7 @@ public sealed class FailoverReserveTests
         Assert.Equal(0, r.Headroom);
     }
 
-    private sealed record Case(int Tolerate, (int Cpu, int Mem)[] Hosts, (int Cpu, int Mem, bool Ha, int Host)[] Servers, int Seed);
+    private sealed record Case(int Tolerate, (int Cpu, int Mem, int Disk)[] Hosts, (int Cpu, int Mem, int Disk, bool Ha, int Host)[] Servers, int Seed);
 
     /// <summary>
     /// The proof, checked by brute force: whenever the reserve is OK, for every set of tolerated host failures and any
@@ -104,19 +123,19 @@ public sealed class FailoverReserveTests
     {
         var gen =
             from tolerate in Gen.Int[1, 2]
-            from hosts in Gen.Select(Gen.Int[1, 16], Gen.Int[1, 32]).Array[2, 5]
-            from servers in Gen.Select(Gen.Int[1, 6], Gen.Int[1, 12], Gen.Bool, Gen.Int[0, 4]).Array[1, 30]
+            from hosts in Gen.Select(Gen.Int[1, 16], Gen.Int[1, 32], Gen.Int[0, 8]).Array[2, 5]
+            from servers in Gen.Select(Gen.Int[1, 6], Gen.Int[1, 12], Gen.Int[0, 3], Gen.Bool, Gen.Int[0, 4]).Array[1, 30]
             from seed in Gen.Int
             select new Case(tolerate, hosts, servers, seed);
         var admitted = 0;
         gen.Sample(c =>
         {
-            var cap = c.Hosts.Select(h => ResourceVector.Of(h.Cpu, h.Mem * 1024L, 0)).ToArray();
+            var cap = c.Hosts.Select(h => ResourceVector.Of(h.Cpu, h.Mem * 1024L, h.Disk * 10L)).ToArray();
             var used = new ResourceVector[cap.Length];
             var placed = new List<(ResourceVector Size, bool Ha, int Host)>();
-            foreach (var (cpu, mem, ha, host) in c.Servers)
+            foreach (var (cpu, mem, disk, ha, host) in c.Servers)
             {
-                var size = ResourceVector.Of(cpu, mem * 1024L, 0);
+                var size = ResourceVector.Of(cpu, mem * 1024L, disk * 10L);
                 var h = host % cap.Length;
                 if ((used[h] + size).FitsIn(cap[h]))
                 {

@@ -46,6 +46,8 @@ public abstract partial class StateStoreConformanceTests
         var again = await Store.CreateInstanceAsync(NewInstance("adm-k2", ResourceVector.Of(1, 256, 1), key: "adm-key"), Created(a), g, Ct);
         Assert.Equal(CreateStatus.Existing, again.Status);
         Assert.Equal(a.Id, again.Instance.Id);
+        Assert.Equal(a.Id, (await Store.FindInstanceByIdempotencyKeyAsync("adm-key", Ct))?.Id);
+        Assert.Null(await Store.FindInstanceByIdempotencyKeyAsync("other-key", Ct));
     }
 
     [Fact]
