@@ -33,7 +33,7 @@ public static class Mapping
         static HaSlotDto? Slot(ResourceVector? v) => v is { } s ? new HaSlotDto(s.MilliVcpus / 1000.0, s.MemoryMib, s.DiskGib) : null;
         return new(r.Tolerate, enforced, r.Ok, r.Headroom == long.MaxValue ? null : r.Headroom, r.Summary, Slot(r.LargestHa), Slot(r.Slot), r.SlotShape,
             [.. r.Hosts.Select(h => new HaHostSlotsDto(h.Name, h.Whole, Math.Round(h.Fractional, 3)))],
-            Test(r.Whole), Test(r.Fractional), false, 0, openIncidents);
+            Test(r.Whole), Test(r.Fractional), o.FenceCommand is not null, o.FenceTimeout.TotalSeconds, openIncidents);
     }
 
     public static ActionDto ToDto(this InstanceAction a) => new(a.Seq, a.Action, a.RequestedBy, a.StartedAt, a.FinishedAt, a.Result, a.Message);

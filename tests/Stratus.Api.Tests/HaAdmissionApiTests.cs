@@ -13,7 +13,7 @@ namespace Stratus.Api.Tests;
 public sealed class HaAdmissionApiTests
 {
     /// <summary>Runs <paramref name="test"/> against a fresh three-host cloud with a shared pool and --ha-tolerate <paramref name="tolerate"/>.</summary>
-    private static async Task WithCloudAsync(int tolerate, Func<TestCloud, Task> test)
+    private static async Task WithCloudAsync(int tolerate, Func<TestCloud, Task> test, string? fenceCommand = null)
     {
         var cloud = new TestCloud
         {
@@ -23,6 +23,7 @@ public sealed class HaAdmissionApiTests
                 o.SharedPool = Path.Combine(o.DataDir, "shared");
                 Directory.CreateDirectory(o.SharedPool);
                 o.HaTolerate = tolerate;
+                o.FenceCommand = fenceCommand;
             },
         };
         await cloud.InitializeAsync();
@@ -130,6 +131,7 @@ public sealed class HaAdmissionApiTests
             await cloud.WaitAsync(s.Id, "active"); // all twelve fit: nothing is held back
         }
         var off = await cloud.Client.HaStatusAsync();
+        Assert.True(off.FenceCommand);
         Assert.False(off.Enforced);
         Assert.Equal(0, off.Tolerate);
         Assert.True(off.Ok);
@@ -139,7 +141,7 @@ public sealed class HaAdmissionApiTests
         Assert.False(whatIf.Ok);
         Assert.Equal(12, whatIf.Whole!.Demand);
         Assert.Contains("does not tolerate 1 host failure", whatIf.Summary, StringComparison.Ordinal);
-    });
+    }, fenceCommand: "true");
 
     [Fact]
     public async Task SetHa_SlotWouldGrowPastTheReserve_RefusedUntilRoomIsFreed() => await WithCloudAsync(1, async cloud =>
