@@ -49,7 +49,7 @@ public static class HaCommands
             {
                 Console.Out.WriteLine($"largest HA server: {Size(largest)}");
                 Console.Out.WriteLine($"slot: {Size(slot)}{(s.SlotShape is { } shape ? $" (stretched to host {shape}'s shape)" : "")}");
-                Console.Out.WriteLine($"headroom: {s.Headroom?.ToString(Output.Inv) ?? "unlimited"} more slot-sized server(s)");
+                Console.Out.WriteLine($"headroom: {s.Headroom?.ToString(Output.Inv) ?? "unlimited"} more server(s) the size of the largest HA server");
                 Output.Table(["HOST", "SLOTS", "FRACTIONAL"], s.Hosts.Select(h => new[] { h.Name, h.Slots.ToString(Output.Inv), h.SlotsFractional.ToString("0.##", Output.Inv) }));
                 foreach (var (name, t) in new[] { ("whole slots", s.Whole), ("fractional", s.Fractional) })
                 {
