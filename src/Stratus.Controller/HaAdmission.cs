@@ -45,10 +45,11 @@ public sealed class HaAdmission(IStateStore store, HaOptions options)
         var generation = await store.GetAdmissionGenerationAsync(ct); // first: anything committed after this moves it
         var hosts = (await store.ListHostsAsync(ct)).Where(h => h.State == HostState.Up).Select(h => new FailoverHost(h.Name, h.Capacity)).ToList();
         var reserved = await store.ListReservedServersAsync(ct);
-        var before = reserved.Select(r => new FailoverServer(r.Resources, r.Ha)).ToList();
         var after = reserved.Select(r => new FailoverServer(r.Resources, r.Ha || r.Id == haOn)).Concat(added).ToList();
         var report = FailoverReserve.Evaluate(tolerate, hosts, after);
-        var unchanged = added.Count == 0 && report.Slot == FailoverReserve.Evaluate(tolerate, hosts, before).Slot;
+        // HA flags matter only through the largest HA server: when it stays the same, nothing the rule reads changed.
+        var unchanged = added.Count == 0
+            && report.LargestHa == FailoverReserve.Evaluate(tolerate, hosts, [.. reserved.Select(r => new FailoverServer(r.Resources, r.Ha))]).LargestHa;
         return new(generation, report, report.Ok || unchanged);
     }
 
