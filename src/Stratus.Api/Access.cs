@@ -121,6 +121,7 @@ public static class AccessPolicy
         ["DELETE /v1/aggregates/{reference}"] = Need.CloudAdmin,
         ["POST /v1/aggregates/{reference}/hosts"] = Need.CloudAdmin,
         ["DELETE /v1/aggregates/{reference}/hosts/{host}"] = Need.CloudAdmin,
+        ["GET /v1/ha"] = Need.Operator,
         ["GET /v1/incidents"] = Need.Operator,
         ["GET /v1/incidents/{id}"] = Need.Operator,
         ["GET /v1/consolidation"] = Need.Operator,

@@ -195,6 +195,30 @@ public static class Endpoints
             var (req, err) = await Http.ReadAsync<HaRequest>(ctx);
             return err ?? Http.From(ctx, await cloud.SetHaAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted), i => i.ToDto(null));
         });
+        v1.MapGet("/ha", async (HttpContext ctx, HaAdmission admission, HaOptions ha, IStateStore store) =>
+        {
+            var q = ctx.Request.Query;
+            var errors = q.Keys.Where(k => k != "tolerate").Select(k => new FieldError(k, "unknown", "is not a known parameter")).ToList();
+            int? tolerate = null;
+            if (q.TryGetValue("tolerate", out var t))
+            {
+                if (int.TryParse(t.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n <= 100)
+                {
+                    tolerate = n;
+                }
+                else
+                {
+                    errors.Add(new("tolerate", "out_of_range", "must be a whole number between 0 and 100"));
+                }
+            }
+            if (errors.Count > 0)
+            {
+                return Http.Problem(ctx, Problem.Validation(errors));
+            }
+            var report = await admission.ReportAsync(tolerate, ctx.RequestAborted);
+            var open = (await store.ListIncidentsAsync(ctx.RequestAborted)).Count(i => i.State == "open");
+            return Http.Json(report.ToDto(admission.Enabled && report.Tolerate == admission.Tolerate, ha, open));
+        });
         v1.MapGet("/incidents", async (IStateStore store, CancellationToken ct) =>
         {
             var hosts = (await store.ListHostsAsync(ct)).ToDictionary(h => h.Id, h => h.Name);

@@ -26,7 +26,8 @@ return 0;
 namespace Stratus.Api
 {
     /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR --metrics-interval SECONDS
-    /// --consolidation [--consolidation-interval SECONDS --consolidation-policy NAME --standby-grace SECONDS --power-driver noop|simulated].</summary>
+    /// --consolidation [--consolidation-interval SECONDS --consolidation-policy NAME --standby-grace SECONDS --power-driver noop|simulated]
+    /// --shared-pool DIR [--ha-tolerate N --fence-command CMD --fence-timeout SECONDS --fence-retry SECONDS].</summary>
     public static class StratusdArgs
     {
         public static StratusdOptions Parse(string[] args, out List<string> errors)
@@ -57,6 +58,10 @@ namespace Stratus.Api
                         case "--ha-storage-timeout": o.HaStorageTimeout = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-lease": o.HaLease = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--ha-hold-recovery": o.HaHoldRecovery = ParseHolds(Next()); break;
+                        case "--ha-tolerate": o.HaTolerate = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                        case "--fence-command": o.FenceCommand = Next(); break;
+                        case "--fence-timeout": o.FenceTimeout = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                        case "--fence-retry": o.FenceRetry = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                         case "--backup-dir": o.BackupDir = Path.GetFullPath(Next()); break;
                         case "--backup-keep": o.BackupKeep = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                         case "--rate-limit": o.RateLimit = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
@@ -180,7 +185,16 @@ namespace Stratus.Api
                 SuspectAfter = options.HaSuspectAfter,
                 StorageTimeout = options.HaStorageTimeout,
                 HoldRecovery = options.HaHoldRecovery,
+                Tolerate = options.HaTolerate,
+                FenceCommand = options.FenceCommand,
+                FenceTimeout = options.FenceTimeout,
+                FenceRetry = options.FenceRetry,
             });
+            builder.Services.AddSingleton<HaAdmission>();
+            if (options.FenceCommand is not null)
+            {
+                builder.Services.AddSingleton<IHostFence, CommandFence>();
+            }
             builder.Services.AddSingleton<IDiskLockProbe, QemuImgLockProbe>();
             builder.Services.AddSingleton<HaMonitor>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<HaMonitor>());

@@ -37,6 +37,17 @@ public sealed class StratusdOptions
 
     /// <summary>HA fault injection for tests (<c>--ha-hold-recovery NAME=PHASE[,NAME=PHASE…]</c>): see <see cref="HaOptions.HoldRecovery"/>. Empty in production.</summary>
     public IReadOnlyDictionary<string, string> HaHoldRecovery { get; set; } = new Dictionary<string, string>(StringComparer.Ordinal);
+    /// <summary>HA admission control: host failures the cloud must tolerate (0 = off, the default; 0–100). Needs --shared-pool.</summary>
+    public int HaTolerate { get; set; }
+
+    /// <summary>HA out-of-band fence: a command run as `CMD HOST_NAME HOST_ID EPOCH` when a host is declared failed on a stopped storage heartbeat (exit 0 = fenced). Needs --shared-pool.</summary>
+    public string? FenceCommand { get; set; }
+
+    /// <summary>A fence command running longer is killed and counts as failed. Default 30 s; 1 s–10 min.</summary>
+    public TimeSpan FenceTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Wait before a failed fence command runs again. Default 30 s; 1 s–1 h.</summary>
+    public TimeSpan FenceRetry { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The backup store (a directory every agent reaches; default DATA/backups).</summary>
     public string? BackupDir { get; set; }
@@ -123,6 +134,30 @@ public sealed class StratusdOptions
             {
                 errors.Add($"--ha-hold-recovery {name}={phase}: the phase must be one of {string.Join(", ", HaOptions.HoldPhases)}");
             }
+        }
+        if (HaTolerate is < 0 or > 100)
+        {
+            errors.Add($"--ha-tolerate must be between 0 and 100 (got {HaTolerate})");
+        }
+        else if (HaTolerate > 0 && SharedPool is null)
+        {
+            errors.Add("--ha-tolerate needs --shared-pool (HA servers keep their disks there)");
+        }
+        if (FenceCommand is not null && (string.IsNullOrWhiteSpace(FenceCommand) || FenceCommand.Contains('\0', StringComparison.Ordinal)))
+        {
+            errors.Add("--fence-command must be a command line");
+        }
+        else if (FenceCommand is not null && SharedPool is null)
+        {
+            errors.Add("--fence-command needs --shared-pool (HA is off without one)");
+        }
+        if (FenceTimeout < TimeSpan.FromSeconds(1) || FenceTimeout > TimeSpan.FromMinutes(10))
+        {
+            errors.Add($"--fence-timeout must be between 1 and 600 seconds (got {FenceTimeout.TotalSeconds})");
+        }
+        if (FenceRetry < TimeSpan.FromSeconds(1) || FenceRetry > TimeSpan.FromHours(1))
+        {
+            errors.Add($"--fence-retry must be between 1 and 3600 seconds (got {FenceRetry.TotalSeconds})");
         }
         if (BackupKeep is < 1 or > 1000)
         {

@@ -39,6 +39,7 @@ public static class Commands
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
         root.Subcommands.Add(HaCommands.Incident(Api, OutputOption));
+        root.Subcommands.Add(HaCommands.Ha(Api, OutputOption));
         root.Subcommands.Add(DataProtectionCommands.BackupGroup(Api, OutputOption));
         root.Subcommands.Add(InventoryCommands.Aggregate(Api, OutputOption));
         root.Subcommands.Add(EnergyCommands.Energy(Api, OutputOption));
@@ -70,13 +71,23 @@ public static class Commands
         var hosts = new Option<int>("--hosts") { Description = "Number of hosts (agents) to run", DefaultValueFactory = _ => 1 };
         var delay = new Option<double?>("--sim-delay-scale") { Description = "Scale of the simulated driver's delays (1 = realistic)" };
         var embedded = new Option<bool>("--embedded") { Description = "Run every host's agent inside the controller (scale tests) instead of one process per host" };
-        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay, embedded };
+        var tolerate = new Option<int?>("--ha-tolerate") { Description = "HA admission control: keep room to restart the HA servers of this many failed hosts (needs --hosts > 1)" };
+        var fence = new Option<string?>("--fence-command") { Description = "HA out-of-band fence, run as CMD HOST_NAME HOST_ID EPOCH when a host is declared failed; exit 0 = the host is off (needs --hosts > 1)" };
+        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay, embedded, tolerate, fence };
         cmd.SetAction(async (r, ct) =>
         {
             var extra = new List<string>();
             if (r.GetValue(delay) is { } d)
             {
                 extra.AddRange(["--sim-delay-scale", d.ToString(Output.Inv)]);
+            }
+            if (r.GetValue(tolerate) is { } n)
+            {
+                extra.AddRange(["--ha-tolerate", n.ToString(Output.Inv)]);
+            }
+            if (r.GetValue(fence) is { } command)
+            {
+                extra.AddRange(["--fence-command", command]);
             }
             if (Environment.GetEnvironmentVariable("STRATUS_TINY_IMAGE") is { Length: > 0 } tiny)
             {

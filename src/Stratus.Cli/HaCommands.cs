@@ -4,7 +4,7 @@ using Stratus.Core.Wire;
 
 namespace Stratus.Cli;
 
-/// <summary>`server ha` and `incident list|show`.</summary>
+/// <summary>`server ha`, `ha status` and `incident list|show`.</summary>
 public static class HaCommands
 {
     public static Command ServerHa(Func<ParseResult, Func<StratusClient, Task>, Task<int>> api, Func<Option<string>> outputOption)
@@ -24,6 +24,44 @@ public static class HaCommands
             bool? ha = r.GetValue(on) ? true : r.GetValue(off) ? false : null;
             Output.Server(await c.SetHaAsync(r.GetValue(server)!, new HaRequest(ha, r.GetValue(priority)), ct), r.GetValue(o));
         }));
+        return cmd;
+    }
+
+    public static Command Ha(Func<ParseResult, Func<StratusClient, Task>, Task<int>> api, Func<Option<string>> outputOption)
+    {
+        var cmd = new Command("ha", "High availability: the failover reserve kept by admission control");
+        var tolerate = new Option<int?>("--tolerate") { Description = "What if: evaluate the reserve for this many host failures instead of stratusd's --ha-tolerate" };
+        var o = outputOption();
+        var status = new Command("status", "Show the failover reserve: slot size, each host's room, the worst failure, headroom") { tolerate, o };
+        status.SetAction((r, ct) => api(r, async c =>
+        {
+            var s = await c.HaStatusAsync(r.GetValue(tolerate), ct);
+            if (Output.IsJson(r.GetValue(o)))
+            {
+                Output.Json(s);
+                return;
+            }
+            var mode = s.Enforced ? "enforced" : s.Tolerate == 0 ? "off" : "what-if, not enforced";
+            Console.Out.WriteLine($"admission control: tolerate {s.Tolerate} host failure{(s.Tolerate == 1 ? "" : "s")} ({mode})");
+            Console.Out.WriteLine($"reserve: {(s.Ok ? "ok" : "SHORT")} — {s.Summary}");
+            static string Size(HaSlotDto v) => $"{v.Vcpus.ToString("0.###", Output.Inv)} vCPU, {v.RamMib} MiB, {v.DiskGib} GiB disk";
+            if (s.Slot is { } slot && s.LargestHa is { } largest)
+            {
+                Console.Out.WriteLine($"largest HA server: {Size(largest)}");
+                Console.Out.WriteLine($"slot: {Size(slot)}{(s.SlotShape is { } shape ? $" (stretched to host {shape}'s shape)" : "")}");
+                Console.Out.WriteLine($"headroom: {s.Headroom?.ToString(Output.Inv) ?? "unlimited"} more server(s) the size of the largest HA server");
+                Output.Table(["HOST", "SLOTS", "FRACTIONAL"], s.Hosts.Select(h => new[] { h.Name, h.Slots.ToString(Output.Inv), h.SlotsFractional.ToString("0.##", Output.Inv) }));
+                foreach (var (name, t) in new[] { ("whole slots", s.Whole), ("fractional", s.Fractional) })
+                {
+                    if (t is not null)
+                    {
+                        Console.Out.WriteLine($"{name}: losing {string.Join(", ", t.WorstFailure)} leaves {t.Room.ToString("0.##", Output.Inv)}, servers need {t.Demand.ToString("0.##", Output.Inv)} ({(t.Ok ? "ok" : "short")})");
+                    }
+                }
+            }
+            Console.Out.WriteLine($"fence command: {(s.FenceCommand ? $"on (timeout {s.FenceTimeoutSeconds.ToString("0.#", Output.Inv)} s)" : "off")}; open incidents: {s.OpenIncidents}");
+        }));
+        cmd.Subcommands.Add(status);
         return cmd;
     }
 

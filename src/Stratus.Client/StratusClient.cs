@@ -181,6 +181,10 @@ public sealed class StratusClient(HttpClient http) : IDisposable
         SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate/abort", null, null, ct);
     public Task<ServerDto> SetHaAsync(string reference, HaRequest r, CancellationToken ct = default) =>
         SendAsync<ServerDto>(HttpMethod.Put, $"v1/servers/{Esc(reference)}/ha", r, null, ct);
+    /// <summary>HA admission control's failover reserve; with <paramref name="tolerate"/>, what it would be for that many host failures.</summary>
+    public Task<HaStatusDto> HaStatusAsync(int? tolerate = null, CancellationToken ct = default) =>
+        GetAsync<HaStatusDto>(tolerate is { } n ? $"v1/ha?tolerate={n.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "v1/ha", ct);
+
     public async Task<IReadOnlyList<IncidentDto>> ListIncidentsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<IncidentDto>>("v1/incidents", ct)).Items;
     public Task<IncidentDto> GetIncidentAsync(string id, CancellationToken ct = default) => GetAsync<IncidentDto>($"v1/incidents/{Esc(id)}", ct);
     public Task<HostDto> MaintenanceAsync(string host, CancellationToken ct = default) =>

@@ -5,6 +5,7 @@ using Stratus.Core.Ids;
 using Stratus.Core.Lifecycle;
 using Stratus.Core.Validation;
 using Stratus.Core.Wire;
+using Stratus.Scheduler.Admission;
 using Stratus.Storage;
 
 namespace Stratus.Controller;
@@ -14,7 +15,7 @@ namespace Stratus.Controller;
 /// or id), and records desired state. Nothing here talks to a hypervisor: the reconciler and the
 /// agents converge actual state toward what this writes. A refused request writes nothing.
 /// </summary>
-public sealed class CloudService(IStateStore store, ControllerOptions options, TimeProvider time, ReconcileSignal signal, Billing.BillingService? billing = null)
+public sealed class CloudService(IStateStore store, ControllerOptions options, TimeProvider time, ReconcileSignal signal, Billing.BillingService? billing = null, HaAdmission? admission = null)
 {
     /// <summary>Largest flavor dimensions accepted: beyond these a request is a mistake, not a server.</summary>
     public const int MaxVcpus = 1024;
@@ -357,7 +358,20 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
             flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null,
             StoragePool: r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, Ha: r.Ha ?? false, HaPriority: r.HaPriority ?? 0, ProjectId: owner);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
-        var outcome = await store.CreateInstanceAsync(instance, action, ct);
+        var admitted = await AdmittedAsync([new FailoverServer(instance.Resources, instance.Ha)], null, $"server '{instance.Name}' ({FailoverReserve.Describe(instance.Resources)})",
+            async generation =>
+            {
+                var o = await store.CreateInstanceAsync(instance, action, generation, ct);
+                return (o, o.Status == CreateStatus.AdmissionChanged);
+            }, ct);
+        if (!admitted.Ok)
+        {
+            // A retry of a request that was admitted earlier gets its server, not the refusal.
+            return idempotencyKey is not null && await store.FindInstanceByIdempotencyKeyAsync(idempotencyKey, ct) is { } earlier
+                ? ([earlier], false)
+                : admitted.Problem!;
+        }
+        var outcome = admitted.Value!;
         switch (outcome.Status)
         {
             case CreateStatus.NameTaken:
@@ -384,7 +398,18 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
                 r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, r.Ha ?? false, r.HaPriority ?? 0, owner);
             return (inst, new InstanceAction(0, inst.Id, "create", requestedBy, now, null, "pending", null));
         }).ToList();
-        switch (await store.CreateInstancesAsync(batch, ct))
+        var admitted = await AdmittedAsync([.. batch.Select(b => new FailoverServer(b.inst.Resources, b.inst.Ha))], null,
+            $"the batch {r.Name}-1…{r.Name}-{count} ({count} × {FailoverReserve.Describe(flavor.Resources)})",
+            async generation =>
+            {
+                var status = await store.CreateInstancesAsync(batch, generation, ct);
+                return (status, status == CreateStatus.AdmissionChanged);
+            }, ct);
+        if (!admitted.Ok)
+        {
+            return admitted.Problem!;
+        }
+        switch (admitted.Value)
         {
             case CreateStatus.NameTaken:
                 return Problem.Conflict("name_in_use", $"a server named {r.Name}-1…{r.Name}-{count} already exists; nothing was created");
@@ -576,6 +601,36 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="write"/> under HA admission control (when on): decides with <paramref name="added"/> servers and HA
+    /// switched on for <paramref name="haOn"/>, refuses with a 409 naming <paramref name="what"/>, or writes with the generation
+    /// the decision was made on; a write that found the generation moved (its second value) decides again on fresh state.
+    /// With admission control off the write runs once without a generation.
+    /// </summary>
+    private async Task<Outcome<T>> AdmittedAsync<T>(IReadOnlyList<FailoverServer> added, InstanceId? haOn, string what,
+        Func<long?, Task<(T Result, bool Retry)>> write, CancellationToken ct)
+    {
+        if (admission is not { Enabled: true })
+        {
+            return (await write(null)).Result;
+        }
+        using var _ = await admission.EnterAsync(ct);
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            var decision = await admission.DecideAsync(added, haOn, ct);
+            if (!decision.Admitted)
+            {
+                return admission.Refusal(what, decision.Report);
+            }
+            var (result, retry) = await write(decision.Generation);
+            if (!retry)
+            {
+                return result;
+            }
+        }
+        return Problem.Conflict("concurrent_update", "the cloud kept changing while HA admission control checked; retry");
+    }
+
     /// <summary>Changes a server's HA policy (on, off, priority); an HA server must keep its disk on the shared pool.</summary>
     public async Task<Outcome<Instance>> SetHaAsync(string reference, HaRequest r, string requestedBy, CancellationToken ct)
     {
@@ -606,7 +661,16 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
             var now = time.GetUtcNow();
             var updated = inst with { Ha = r.Ha ?? inst.Ha, HaPriority = r.HaPriority ?? inst.HaPriority, UpdatedAt = now };
             var action = new InstanceAction(0, inst.Id, "set-ha", requestedBy, now, now, "success", $"ha={updated.Ha}, priority={updated.HaPriority}");
-            if (await store.UpdateInstanceAsync(updated, action, ct) == CasOutcome.Ok)
+            var checkedWrite = updated.Ha && !inst.Ha;
+            var written = checkedWrite
+                ? await AdmittedAsync([], inst.Id, $"HA for server '{inst.Name}' ({FailoverReserve.Describe(inst.Resources)})",
+                    async generation => (await store.UpdateInstanceAsync(updated, action, null, generation, ct), false), ct)
+                : (Outcome<CasOutcome>)await store.UpdateInstanceAsync(updated, action, ct);
+            if (!written.Ok)
+            {
+                return written.Problem!;
+            }
+            if (written.Value == CasOutcome.Ok)
             {
                 if (updated.HostId is { } h)
                 {

@@ -40,6 +40,25 @@ public sealed class HaOptions
     /// controller at exactly that point.
     /// </summary>
     public IReadOnlyDictionary<string, string> HoldRecovery { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
+    /// <summary>
+    /// Admission control: host failures the cloud must tolerate (0 = off, the default; range 0–100). When above 0, a server
+    /// is created and HA switched on only if, afterwards, the HA servers of any this many failed hosts can still be
+    /// restarted on the others within their allocation ratios (<see cref="Scheduler.Admission.FailoverReserve"/>).
+    /// </summary>
+    public int Tolerate { get; init; }
+
+    /// <summary>
+    /// Out-of-band fence (IPMI, Redfish, a PDU): a command run by <c>/bin/sh</c> as <c>COMMAND HOST_NAME HOST_ID EPOCH</c>
+    /// (also in the environment as STRATUS_HOST_NAME, STRATUS_HOST_ID, STRATUS_EPOCH) when a host is declared failed on a
+    /// stopped storage heartbeat; exit code 0 means the host is off. Null (the default): no command. See <see cref="HaMonitor"/>.
+    /// </summary>
+    public string? FenceCommand { get; init; }
+
+    /// <summary>A fence command still running after this is killed and counts as failed. Default 30 s; range 1 s–10 min.</summary>
+    public TimeSpan FenceTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>After a failed fence command, the wait before it is run again (while the host stays failed). Default 30 s; range 1 s–1 h.</summary>
+    public TimeSpan FenceRetry { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>Whether a VM's disk on the shared pool is still held open by a QEMU process (QEMU's image locking).</summary>
@@ -63,10 +82,20 @@ public interface IDiskLockProbe
 /// start) is not counted against a host; and recoveries the previous process left in progress are settled against
 /// what the destinations report: a VM already running there is adopted, one that is not is removed there and retried.
 /// </para>
+/// <para><b>Out-of-band fence</b> (<see cref="IHostFence"/>, e.g. <see cref="HaOptions.FenceCommand"/>). When one is
+/// configured, recovery needs positive evidence that the host is off, and a stopped storage heartbeat alone is no longer
+/// enough: a host declared failed on its stopped heartbeat is fenced (with its new epoch) and its servers are restarted
+/// only after the fence succeeds (<c>fence_ok</c>), or once the host's own fence record appears (<c>fence_record</c>:
+/// the host fenced itself — or an operator who checked it is off wrote the record by hand). A failed or timed-out fence
+/// (<c>fence_failed</c>, recorded once) is retried every <see cref="HaOptions.FenceRetry"/>; nothing is restarted
+/// meanwhile. A host declared failed on its own fence record is not fenced at all: it is alive, has stopped its HA VMs
+/// and keeps its other VMs. The fence runs only after the second witness, never on missed heartbeats alone, so a
+/// controller cut off from its hosts does not power them all off; it never starts recovery sooner than the storage
+/// witness would.</para>
 /// </summary>
 public sealed partial class HaMonitor(
     IStateStore store, AgentHub hub, Reconciler reconciler, ReconcileSignal signal, HaOptions options, IDiskLockProbe locks, TimeProvider time,
-    ILogger<HaMonitor> log) : BackgroundService
+    ILogger<HaMonitor> log, IHostFence? fence = null) : BackgroundService
 {
     /// <summary>The controller's storage heartbeat, in <c>SHARED/.ha/</c>, rewritten every check interval. An agent whose lease
     /// lapsed while this file stands still knows no controller can restart its VMs elsewhere, and does not fence.</summary>
@@ -81,9 +110,14 @@ public sealed partial class HaMonitor(
     private readonly DateTimeOffset _startedAt = time.GetUtcNow();
     private long _beatPendingSince;
     private volatile bool _beatFailed;
+    private readonly ConcurrentDictionary<Guid, Task> _fencing = new();
+    private readonly ConcurrentDictionary<Guid, (int Attempts, DateTimeOffset Next)> _fenceFailures = new();
+    private readonly ConcurrentDictionary<Guid, bool> _fenceCleared = new();
+    private CancellationToken _stopping;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        _stopping = stoppingToken;
         await LoadAsync(stoppingToken);
         if (options.SharedPool is null)
         {
@@ -201,6 +235,8 @@ public sealed partial class HaMonitor(
             {
                 if (_open.TryRemove(h.Id, out var back))
                 {
+                    _fenceFailures.TryRemove(back.Id, out _);
+                    _fenceCleared.TryRemove(back.Id, out _);
                     await CloseAsync(back, "the host's agent is back; servers still on it were re-adopted", now, ct);
                 }
                 continue;
@@ -219,8 +255,14 @@ public sealed partial class HaMonitor(
                     // The epoch is bumped before anything is restarted: an agent of the old epoch owns nothing any more.
                     if (await store.DeclareHostFailedAsync(h.Id, h.Epoch, ct) == CasOutcome.Ok)
                     {
-                        await AddAsync(h.Id, new IncidentEvent(time.GetUtcNow(), "fenced", $"{witness}; declared failed, epoch {h.Epoch} → {h.Epoch + 1}"), ct);
+                        var selfFenced = HasFenceRecord(h);
+                        var next = fence is null ? "" : selfFenced ? "; no out-of-band fence needed" : "; fencing it out of band before anything is restarted";
+                        await AddAsync(h.Id, new IncidentEvent(time.GetUtcNow(), "fenced", $"{witness}; declared failed, epoch {h.Epoch} → {h.Epoch + 1}{next}"), ct);
                         LogDeclared(log, h.Name, witness);
+                        if (fence is not null && !selfFenced && _open.TryGetValue(h.Id, out var declared))
+                        {
+                            StartFence(h with { State = HostState.Failed, Epoch = h.Epoch + 1 }, declared.Id);
+                        }
                     }
                 }
                 continue;
@@ -235,12 +277,14 @@ public sealed partial class HaMonitor(
     private async Task<List<Instance>> HaServersAsync(HostId host, CancellationToken ct) =>
         [.. (await store.ListInstancesOnHostAsync(host, ct)).Where(i => i.Ha && i.VmState is VmState.Active or VmState.Paused or VmState.Error)];
 
+    /// <summary>True when the host's own fence record is on the shared pool (it stopped its HA VMs and its storage heartbeat).</summary>
+    private bool HasFenceRecord(Host h) => File.Exists(Path.Combine(options.SharedPool!, ".ha", h.Name + ".fenced"));
+
     /// <summary>The second witness, or null: the host's own fence record (at its current epoch), or its storage heartbeat stopped.</summary>
     private string? Witness(Host h)
     {
         var dir = Path.Combine(options.SharedPool!, ".ha");
-        var fence = Path.Combine(dir, h.Name + ".fenced");
-        if (File.Exists(fence))
+        if (HasFenceRecord(h))
         {
             return "the host fenced itself (fence record on the shared pool)";
         }
@@ -266,8 +310,14 @@ public sealed partial class HaMonitor(
         {
             if ((await HaServersAsync(h.Id, ct)).Count == 0 && _open.TryRemove(h.Id, out var done))
             {
+                _fenceFailures.TryRemove(done.Id, out _);
+                _fenceCleared.TryRemove(done.Id, out _);
                 await CloseAsync(done, "every HA server runs elsewhere", time.GetUtcNow(), ct);
             }
+            return;
+        }
+        if (pending.Count > 0 && !await FencedEnoughAsync(h, incident, ct))
+        {
             return;
         }
         foreach (var inst in pending)
@@ -532,6 +582,103 @@ public sealed partial class HaMonitor(
         }
     }
 
+    /// <summary>
+    /// Whether the failed host is known to be off, so its servers may be restarted: always without an out-of-band fence;
+    /// with one, when the fence succeeded or the host's own fence record is there. Otherwise starts (or, after a failure,
+    /// re-runs every <see cref="HaOptions.FenceRetry"/>) the fence and answers false.
+    /// </summary>
+    private async Task<bool> FencedEnoughAsync(Host h, Incident incident, CancellationToken ct)
+    {
+        if (fence is null || _fenceCleared.ContainsKey(incident.Id) || incident.Timeline.Any(e => e.Kind is "fence_ok" or "fence_record"))
+        {
+            return true;
+        }
+        if (HasFenceRecord(h))
+        {
+            _fenceCleared[incident.Id] = true; // the record goes when the agent is back; this incident stays cleared
+            // Declared on the record itself: the "fenced" event says so already. Otherwise it is news worth a line.
+            if (incident.Timeline.Any(e => e.Kind == "fence_failed") || _fencing.ContainsKey(incident.Id))
+            {
+                await AddAsync(h.Id, new IncidentEvent(time.GetUtcNow(), "fence_record",
+                    $"host {h.Name}'s own fence record is on the shared pool: it fenced itself; restarting its servers"), ct);
+            }
+            return true;
+        }
+        if (!_fencing.ContainsKey(incident.Id)
+            && (!_fenceFailures.TryGetValue(incident.Id, out var failed) || time.GetUtcNow() >= failed.Next))
+        {
+            StartFence(h, incident.Id); // first run after a controller restart, or the retry after a failure
+        }
+        return false;
+    }
+
+    /// <summary>Runs the out-of-band fence for <paramref name="failed"/> (its epoch already bumped) in the background and records the outcome.</summary>
+    private void StartFence(Host failed, Guid incidentId)
+    {
+        if (_fencing.ContainsKey(incidentId))
+        {
+            return; // only the check loop starts fences, one pass at a time
+        }
+        var attempt = _fenceFailures.TryGetValue(incidentId, out var f) ? f.Attempts + 1 : 1;
+        var stopping = _stopping;
+        // Registered before it runs: a fence that fails at once must not remove itself before it is added.
+        var registered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _fencing[incidentId] = Task.Run(async () =>
+        {
+            await registered.Task;
+            try
+            {
+                var result = await fence!.FenceAsync(failed, failed.Epoch, stopping);
+                var now = time.GetUtcNow();
+                if (result.Fenced)
+                {
+                    _fenceFailures.TryRemove(incidentId, out _);
+                    var tries = attempt > 1 ? $" (attempt {attempt})" : "";
+                    await AddToAsync(failed.Id, incidentId, new IncidentEvent(now, "fence_ok", $"host {failed.Name} fenced out of band at epoch {failed.Epoch}{tries}: {result.Detail}"));
+                    LogFenced(log, failed.Name, result.Detail);
+                }
+                else
+                {
+                    _fenceFailures[incidentId] = (attempt, now + options.FenceRetry);
+                    // Recorded once per incident (also across a controller restart); later failures only go to the log.
+                    if (!(_open.TryGetValue(failed.Id, out var current) && current.Timeline.Any(e => e.Kind == "fence_failed")))
+                    {
+                        await AddToAsync(failed.Id, incidentId, new IncidentEvent(now, "fence_failed",
+                            $"host {failed.Name} could not be fenced out of band: {result.Detail}; nothing is restarted until a fence succeeds "
+                            + $"(retried every {options.FenceRetry.TotalSeconds:0} s) or the host's own fence record appears"));
+                    }
+                    LogFenceFailed(log, failed.Name, attempt, result.Detail);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // the controller is stopping
+            }
+            catch (Exception e)
+            {
+                _fenceFailures[incidentId] = (attempt, time.GetUtcNow() + options.FenceRetry);
+                LogFenceFailed(log, failed.Name, attempt, e.Message);
+            }
+            finally
+            {
+                _fencing.TryRemove(incidentId, out _);
+            }
+        }, CancellationToken.None);
+        registered.SetResult();
+    }
+
+    /// <summary>The running fence of an incident, if any (tests wait on it).</summary>
+    public Task? FenceTask(Guid incidentId) => _fencing.GetValueOrDefault(incidentId);
+
+    /// <summary>Appends to the incident only if it is still the host's open one (a fence may finish after the host came back).</summary>
+    private async Task AddToAsync(HostId host, Guid incidentId, IncidentEvent e)
+    {
+        if (_open.TryGetValue(host, out var current) && current.Id == incidentId)
+        {
+            await AddAsync(host, e, CancellationToken.None);
+        }
+    }
+
     private static Incident Add(Incident i, IncidentEvent e) => i with { Timeline = [.. i.Timeline, e] };
 
     /// <summary>Appends to the host's open incident (none open: nothing to record). Serialized, so saves never go back in time.</summary>
@@ -595,6 +742,11 @@ public sealed partial class HaMonitor(
 
     [LoggerMessage(49, LogLevel.Warning, "The controller cannot write its heartbeat to the shared pool ({Reason}); a missing host heartbeat is no witness meanwhile")]
     private static partial void LogPoolUnreachable(ILogger log, string reason);
+    [LoggerMessage(50, LogLevel.Warning, "Host {HostName} fenced out of band: {Detail}")]
+    private static partial void LogFenced(ILogger log, string hostName, string detail);
+
+    [LoggerMessage(51, LogLevel.Error, "Host {HostName} could not be fenced out of band (attempt {Attempt}): {Detail}")]
+    private static partial void LogFenceFailed(ILogger log, string hostName, int attempt, string detail);
 }
 
 internal static class AgentSessionExtensions

@@ -26,6 +26,16 @@ public static class Mapping
         HaPriority = i.HaPriority,
     };
 
+    public static HaStatusDto ToDto(this Scheduler.Admission.FailoverReport r, bool enforced, HaOptions o, int openIncidents)
+    {
+        static HaReserveTestDto? Test(Scheduler.Admission.FailoverTest? t) =>
+            t is null ? null : new([.. t.WorstFailure], Math.Round(t.Demand, 3), Math.Round(t.Room, 3), t.Ok);
+        static HaSlotDto? Slot(ResourceVector? v) => v is { } s ? new HaSlotDto(s.MilliVcpus / 1000.0, s.MemoryMib, s.DiskGib) : null;
+        return new(r.Tolerate, enforced, r.Ok, r.Headroom == long.MaxValue ? null : r.Headroom, r.Summary, Slot(r.LargestHa), Slot(r.Slot), r.SlotShape,
+            [.. r.Hosts.Select(h => new HaHostSlotsDto(h.Name, h.Whole, Math.Round(h.Fractional, 3)))],
+            Test(r.Whole), Test(r.Fractional), o.FenceCommand is not null, o.FenceTimeout.TotalSeconds, openIncidents);
+    }
+
     public static ActionDto ToDto(this InstanceAction a) => new(a.Seq, a.Action, a.RequestedBy, a.StartedAt, a.FinishedAt, a.Result, a.Message);
 
     public static ServerGroupDto ToDto(this ServerGroup g) => new(g.Id.ToString("D"), g.Name, g.Policy, g.MaxPerHost, g.CreatedAt);

@@ -52,7 +52,12 @@ public enum CreateStatus
     Existing,
     /// <summary>A live server already has this name; nothing was written.</summary>
     NameTaken,
+    /// <summary>The HA admission generation moved since the caller checked: nothing was written; check again.</summary>
+    AdmissionChanged,
 }
+
+/// <summary>What one server asks of the failover reserve: it holds an allocation or waits for one.</summary>
+public sealed record ReservedServer(InstanceId Id, ResourceVector Resources, bool Ha);
 
 /// <summary>Outcome of creating a server.</summary>
 public sealed record CreateInstanceOutcome(Instance Instance, CreateStatus Status);
@@ -150,9 +155,22 @@ public interface IStateStore : IAsyncDisposable
 
     // Instances
     /// <summary>Inserts a server (and the first action-log entry). With an idempotency key already used, returns the existing server instead; a live server with the same name refuses it.</summary>
-    Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken);
+    Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) =>
+        CreateInstanceAsync(instance, firstAction, null, cancellationToken);
+
+    /// <summary>
+    /// As above; with <paramref name="admissionGeneration"/>, the HA admission generation must still be that one (and is
+    /// bumped in the same transaction), else <see cref="CreateStatus.AdmissionChanged"/> and nothing is written. An
+    /// idempotency key already used still returns the existing server first.
+    /// </summary>
+    Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, long? admissionGeneration, CancellationToken cancellationToken);
+
     /// <summary>Inserts several servers (a batch) in one transaction: all or none (a taken name refuses the whole batch).</summary>
-    Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken);
+    Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken) =>
+        CreateInstancesAsync(batch, null, cancellationToken);
+
+    /// <summary>As above, with the HA admission generation compare-and-swapped as for <see cref="CreateInstanceAsync(Instance, InstanceAction, long?, CancellationToken)"/>.</summary>
+    Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, long? admissionGeneration, CancellationToken cancellationToken);
 
     /// <summary>
     /// Claims a whole batch in one transaction: per host one compare-and-swap on the generation the
@@ -162,6 +180,8 @@ public interface IStateStore : IAsyncDisposable
     Task<CasOutcome> ClaimBatchAsync(IReadOnlyList<Instance> updated, IReadOnlyList<HostClaimRecord> hosts, IReadOnlyList<GroupClaim> groups, CancellationToken cancellationToken);
 
     Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken);
+    /// <summary>The server an earlier create with this idempotency key made (deleted or not), or null.</summary>
+    Task<Instance?> FindInstanceByIdempotencyKeyAsync(string key, CancellationToken cancellationToken);
     Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken);
 
     /// <summary>A live server by name within one project (names are unique per project).</summary>
@@ -176,7 +196,11 @@ public interface IStateStore : IAsyncDisposable
         UpdateInstanceAsync(updated, action, null, cancellationToken);
 
     /// <summary>As above, and closes the newest open action-log entry with <paramref name="finish"/> in the same transaction.</summary>
-    Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken);
+    Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken) =>
+        UpdateInstanceAsync(updated, action, finish, null, cancellationToken);
+
+    /// <summary>As above; with <paramref name="admissionGeneration"/>, the HA admission generation is compare-and-swapped too (Conflict when it moved).</summary>
+    Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, long? admissionGeneration, CancellationToken cancellationToken);
 
     /// <summary>
     /// Claims <paramref name="resources"/> on a host for an instance, in one transaction: the host's
@@ -244,6 +268,15 @@ public interface IStateStore : IAsyncDisposable
     Task<string?> GetAgentTokenAsync(string hostName, CancellationToken cancellationToken);
 
     // High availability
+    /// <summary>
+    /// The HA admission generation: read it <i>before</i> reading what admission control decides on, and pass it to the
+    /// write; every write admission control checked bumps it, so a decision on stale state cannot commit.
+    /// </summary>
+    Task<long> GetAdmissionGenerationAsync(CancellationToken cancellationToken);
+
+    /// <summary>Every live server that holds an allocation (any host, any state) or waits for one (task scheduling).</summary>
+    Task<IReadOnlyList<ReservedServer>> ListReservedServersAsync(CancellationToken cancellationToken);
+
     /// <summary>Declares a host failed: state 'failed' and its epoch (fencing token) bumped, compare-and-swap on the epoch read.</summary>
     Task<CasOutcome> DeclareHostFailedAsync(HostId id, long expectedEpoch, CancellationToken cancellationToken);
     Task SaveIncidentAsync(Incident incident, CancellationToken cancellationToken);

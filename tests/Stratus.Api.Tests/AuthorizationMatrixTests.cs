@@ -108,6 +108,7 @@ public sealed class AuthorizationMatrixTests : IClassFixture<AuthorizationMatrix
         new("DELETE", "v1/aggregates/noagg", null,                              401, 403, 403, 403, 403, 403, 404),
         new("POST", "v1/aggregates/noagg/hosts", Bad,                           401, 403, 403, 403, 403, 403, 400),
         new("DELETE", "v1/aggregates/noagg/hosts/host-1", null,                 401, 403, 403, 403, 403, 403, 404),
+        new("GET", "v1/ha", null,                                               401, 403, 403, 403, 403, 200, 200),
         new("GET", "v1/incidents", null,                                        401, 403, 403, 403, 403, 200, 200),
         new("GET", "v1/incidents/{nothing}", null,                              401, 403, 403, 403, 403, 404, 404),
         new("GET", "v1/consolidation", null,                                    401, 403, 403, 403, 403, 200, 200),

@@ -86,6 +86,28 @@ public sealed record IncidentDto(string Id, string HostId, string? HostName, str
 
 public sealed record IncidentEventDto(DateTimeOffset At, string Kind, string Message, string? ServerId);
 
+/// <summary>GET /v1/ha: HA admission control's failover reserve and the out-of-band fence.</summary>
+/// <param name="Tolerate">Host failures the reserve is evaluated for (stratusd --ha-tolerate, or the `tolerate` query parameter).</param>
+/// <param name="Enforced">True when admission control is on (--ha-tolerate above 0) and this is its tolerance.</param>
+/// <param name="Ok">The reserve holds: the HA servers of any <see cref="Tolerate"/> failed hosts can be restarted on the others.</param>
+/// <param name="Headroom">More servers of the slot's size that would still be admitted; null when unlimited (nothing to reserve for, or tolerance 0).</param>
+/// <param name="LargestHa">The largest HA server per dimension (the reserve must fit it); null with no HA server.</param>
+/// <param name="Slot">The unit the reserve is counted in: the largest HA server, or it stretched to the shape of host <see cref="SlotShape"/>.</param>
+/// <param name="Whole">The whole-slot test (each server takes whole slots).</param>
+/// <param name="Fractional">The fractional test (servers take fractions of a slot; each surviving host keeps one slot for fragmentation).</param>
+/// <param name="FenceCommand">True when stratusd runs an out-of-band fence command (--fence-command).</param>
+public sealed record HaStatusDto(int Tolerate, bool Enforced, bool Ok, long? Headroom, string Summary, HaSlotDto? LargestHa, HaSlotDto? Slot, string? SlotShape,
+    IReadOnlyList<HaHostSlotsDto> Hosts,
+    HaReserveTestDto? Whole, HaReserveTestDto? Fractional, bool FenceCommand, double FenceTimeoutSeconds, int OpenIncidents);
+
+public sealed record HaSlotDto(double Vcpus, long RamMib, long DiskGib);
+
+/// <summary>An up host's room in slots: whole slots, and its capacity over the slot in its tightest dimension.</summary>
+public sealed record HaHostSlotsDto(string Name, long Slots, double SlotsFractional);
+
+/// <summary>One test of the reserve: losing <see cref="WorstFailure"/> (the hosts with the most room) leaves <see cref="Room"/> slots; the servers need <see cref="Demand"/>.</summary>
+public sealed record HaReserveTestDto(IReadOnlyList<string> WorstFailure, double Demand, double Room, bool Ok);
+
 /// <summary>A migration in progress (or just finished): phase and QEMU's progress figures.</summary>
 public sealed record MigrationDto(
     string Kind,

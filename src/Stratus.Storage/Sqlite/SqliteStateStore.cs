@@ -344,7 +344,16 @@ public sealed partial class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$project", i.Project.ToString("D"));
     }
 
-    public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) =>
+        CreateInstanceAsync(instance, firstAction, null, cancellationToken);
+
+    public Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken) =>
+        CreateInstancesAsync(batch, null, cancellationToken);
+
+    public Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken) =>
+        UpdateInstanceAsync(updated, action, finish, null, cancellationToken);
+
+    public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, long? admissionGeneration, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
         if (instance.IdempotencyKey is { } key)
         {
@@ -360,6 +369,10 @@ public sealed partial class SqliteStateStore : IStateStore
         {
             return new CreateInstanceOutcome(instance, CreateStatus.QuotaExceeded);
         }
+        if (!await AdmissionCasAsync(c, tx, admissionGeneration, cancellationToken))
+        {
+            return new CreateInstanceOutcome(instance, CreateStatus.AdmissionChanged);
+        }
         await using (var ins = Cmd(c, tx, """
             INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id)
             VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap,$project)
@@ -372,6 +385,7 @@ public sealed partial class SqliteStateStore : IStateStore
             }
             catch (SqliteException e) when (e.SqliteErrorCode == 19 && e.Message.Contains("instances.name", StringComparison.Ordinal))
             {
+                await tx.RollbackAsync(cancellationToken); // nothing written, not even the admission generation
                 return new CreateInstanceOutcome(instance, CreateStatus.NameTaken);
             }
         }
@@ -379,11 +393,15 @@ public sealed partial class SqliteStateStore : IStateStore
         return new CreateInstanceOutcome(instance with { Version = 1 }, CreateStatus.Created);
     }, cancellationToken);
 
-    public Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task<CreateStatus> CreateInstancesAsync(IReadOnlyList<(Instance Instance, InstanceAction FirstAction)> batch, long? admissionGeneration, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
         if (!await WithinQuotaAsync(c, tx, [.. batch.Select(b => b.Instance)], cancellationToken))
         {
             return CreateStatus.QuotaExceeded;
+        }
+        if (!await AdmissionCasAsync(c, tx, admissionGeneration, cancellationToken))
+        {
+            return CreateStatus.AdmissionChanged;
         }
         foreach (var (instance, action) in batch)
         {
@@ -471,6 +489,9 @@ public sealed partial class SqliteStateStore : IStateStore
     public Task<Instance?> GetInstanceAsync(InstanceId id, CancellationToken cancellationToken) =>
         QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE id=$k", id.ToString(), ReadInstance, cancellationToken);
 
+    public Task<Instance?> FindInstanceByIdempotencyKeyAsync(string key, CancellationToken cancellationToken) =>
+        QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE idempotency_key=$k", key, ReadInstance, cancellationToken);
+
     public Task<Instance?> FindInstanceAsync(string name, CancellationToken cancellationToken) =>
         QueryOneAsync($"SELECT {InstanceCols} FROM instances WHERE name=$k AND vm_state <> 'deleted' ORDER BY id LIMIT 1", name, ReadInstance, cancellationToken);
 
@@ -543,9 +564,18 @@ public sealed partial class SqliteStateStore : IStateStore
     public Task<IReadOnlyList<Instance>> ListInstancesOnHostAsync(HostId host, CancellationToken cancellationToken) =>
         QueryAsync($"SELECT {InstanceCols} FROM instances WHERE host_id=$k AND vm_state <> 'deleted' ORDER BY id", host.ToString(), ReadInstance, cancellationToken);
 
-    public Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
+    public Task<CasOutcome> UpdateInstanceAsync(Instance updated, InstanceAction? action, ActionFinish? finish, long? admissionGeneration, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
+        if (!await AdmissionCasAsync(c, tx, admissionGeneration, cancellationToken))
+        {
+            return CasOutcome.Conflict;
+        }
         var outcome = await CasInstanceAsync(c, tx, updated, cancellationToken);
+        if (outcome != CasOutcome.Ok && admissionGeneration is not null)
+        {
+            await tx.RollbackAsync(cancellationToken);
+            return outcome;
+        }
         if (outcome == CasOutcome.Ok)
         {
             await FinishInTxAsync(c, tx, updated.Id, finish, cancellationToken);
@@ -902,6 +932,35 @@ public sealed partial class SqliteStateStore : IStateStore
         QueryOneAsync("SELECT token_sha256 FROM agent_tokens WHERE host_name=$k", hostName, r => r.GetString(0), cancellationToken);
 
     // ---------- high availability ----------
+
+    public Task<long> GetAdmissionGenerationAsync(CancellationToken cancellationToken) => ReadAsync(async c =>
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT generation FROM ha_admission WHERE id=1";
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken))!;
+    }, cancellationToken);
+
+    public Task<IReadOnlyList<ReservedServer>> ListReservedServersAsync(CancellationToken cancellationToken) =>
+        QueryAsync("SELECT id,cpu_milli,mem_mib,disk_gib,ha FROM instances WHERE vm_state <> 'deleted' AND (host_id IS NOT NULL OR task = 'scheduling') ORDER BY id", null,
+            r => new ReservedServer(new InstanceId(Guid.Parse(r.GetString(0))), new ResourceVector(r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)), r.GetInt64(4) != 0),
+            cancellationToken);
+
+    /// <summary>Compare-and-swaps the HA admission generation (true with none given). On false the caller's transaction was rolled back.</summary>
+    private static async Task<bool> AdmissionCasAsync(SqliteConnection c, SqliteTransaction tx, long? expected, CancellationToken ct)
+    {
+        if (expected is not { } g)
+        {
+            return true;
+        }
+        await using var cmd = Cmd(c, tx, "UPDATE ha_admission SET generation=generation+1 WHERE id=1 AND generation=$g");
+        cmd.Parameters.AddWithValue("$g", g);
+        if (await cmd.ExecuteNonQueryAsync(ct) == 1)
+        {
+            return true;
+        }
+        await tx.RollbackAsync(ct);
+        return false;
+    }
 
     public Task<CasOutcome> DeclareHostFailedAsync(HostId id, long expectedEpoch, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
