@@ -73,7 +73,8 @@ public static class Commands
         var embedded = new Option<bool>("--embedded") { Description = "Run every host's agent inside the controller (scale tests) instead of one process per host" };
         var tolerate = new Option<int?>("--ha-tolerate") { Description = "HA admission control: keep room to restart the HA servers of this many failed hosts (needs --hosts > 1)" };
         var fence = new Option<string?>("--fence-command") { Description = "HA out-of-band fence, run as CMD HOST_NAME HOST_ID EPOCH when a host is declared failed; exit 0 = the host is off (needs --hosts > 1)" };
-        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay, embedded, tolerate, fence };
+        var rate = new Option<double?>("--rate-limit") { Description = "Requests per second each user may make (default 100; 0 turns the limit off)" };
+        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay, embedded, tolerate, fence, rate };
         cmd.SetAction(async (r, ct) =>
         {
             var extra = new List<string>();
@@ -84,6 +85,10 @@ public static class Commands
             if (r.GetValue(tolerate) is { } n)
             {
                 extra.AddRange(["--ha-tolerate", n.ToString(Output.Inv)]);
+            }
+            if (r.GetValue(rate) is { } perSecond)
+            {
+                extra.AddRange(["--rate-limit", perSecond.ToString(Output.Inv)]);
             }
             if (r.GetValue(fence) is { } command)
             {

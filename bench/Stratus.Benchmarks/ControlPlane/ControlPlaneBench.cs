@@ -37,6 +37,7 @@ public static class ControlPlaneBench
         {
             var pid = int.Parse(File.ReadAllText(Path.Combine(data, "stratusd.pid")).Trim(), CultureInfo.InvariantCulture);
             using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients }) { BaseAddress = url, Timeout = TimeSpan.FromSeconds(60) };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", Credentials.ReadBootstrapKey(data));
             using var client = new StratusClient(http);
             await client.CreateFlavorAsync(new CreateFlavorRequest("bench", 1, 64, 1, true));
 
@@ -109,7 +110,7 @@ public static class ControlPlaneBench
         File.ReadAllLines($"/proc/{pid}/status").Where(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
             .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024).First();
 
-    private static async Task RunAsync(string root, params string[] args)
+    internal static async Task RunAsync(string root, params string[] args)
     {
         var psi = new ProcessStartInfo(Path.Combine(root, "stratus")) { UseShellExecute = false, RedirectStandardOutput = true };
         foreach (var a in args)
@@ -125,7 +126,7 @@ public static class ControlPlaneBench
         }
     }
 
-    private static string FindRoot()
+    internal static string FindRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Stratus.slnx")))
@@ -135,7 +136,7 @@ public static class ControlPlaneBench
         return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();

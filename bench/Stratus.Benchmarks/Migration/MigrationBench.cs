@@ -385,7 +385,7 @@ public static class MigrationBench
             var data = Path.Combine("/tmp", "smb-cloud-" + Guid.NewGuid().ToString("N")[..8]);
             var port = FreePort();
             await ExecAsync(stratus, "up", "--detach", "--driver", "qemu", "--hosts", "2", "--data-dir", data, "--port", port.ToString(CultureInfo.InvariantCulture));
-            var cloud = new Cloud(data, stratus, Stratus.Client.StratusClient.Create(new Uri($"http://127.0.0.1:{port}/"), TimeSpan.FromSeconds(10)));
+            var cloud = new Cloud(data, stratus, Stratus.Client.StratusClient.Create(new Uri($"http://127.0.0.1:{port}/"), TimeSpan.FromSeconds(10), Stratus.Client.Credentials.ReadBootstrapKey(data)));
             // Warm-up: one migration in each direction, so each freshly started process has compiled
             // its migration paths (the first one after start pays .NET's JIT; reported, not counted).
             await cloud.MigrateAsync(false, 0, moves: 2, warmUp: true);
