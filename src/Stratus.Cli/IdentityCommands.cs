@@ -17,6 +17,56 @@ public static class IdentityCommands
         yield return Quota(api, output);
         yield return User(api, output);
         yield return RoleCmd(api, output);
+        yield return Audit(api, output);
+    }
+
+    private static Command Audit(Func<ParseResult, Func<StratusClient, Task>, Task<int>> api, Func<Option<string>> output)
+    {
+        var cmd = new Command("audit", "The audit log of every state-changing request (cloud admins)");
+        var after = new Option<long>("--after") { Description = "Entries after this sequence number", DefaultValueFactory = _ => 0 };
+        var limit = new Option<int>("--limit") { Description = "At most this many (1–1000)", DefaultValueFactory = _ => 100 };
+        var lo = output();
+        var list = new Command("list", "List entries, oldest first: who, what, target, result, from where") { after, limit, lo };
+        list.SetAction((r, ct) => api(r, async c =>
+        {
+            var page = await c.ListAuditAsync(r.GetValue(after), r.GetValue(limit), ct);
+            if (Output.IsJson(r.GetValue(lo)))
+            {
+                Output.Json(page.Items);
+                return;
+            }
+            Output.Table(["SEQ", "AT", "ACTOR", "METHOD", "ROUTE", "TARGET", "STATUS", "SOURCE"], page.Items.Select(e => new[]
+            {
+                e.Seq.ToString(Output.Inv), e.At.ToString("u", Output.Inv), e.Actor, e.Method, e.Route, e.Target ?? "-", e.Status.ToString(Output.Inv), e.Source,
+            }));
+        }));
+        var vo = output();
+        var verify = new Command("verify", "Recompute the hash chain; exit 1 and name the first broken entry when it was tampered with") { vo };
+        verify.SetAction(async (r, ct) =>
+        {
+            AuditVerifyDto? v = null;
+            var rc = await api(r, async c => v = await c.VerifyAuditAsync(ct));
+            if (rc != 0 || v is null)
+            {
+                return rc;
+            }
+            if (Output.IsJson(r.GetValue(vo)))
+            {
+                Output.Json(v);
+            }
+            else if (v.Ok)
+            {
+                Console.Out.WriteLine($"audit log intact: {v.Entries} entries, head {v.HeadHash}");
+            }
+            else
+            {
+                Console.Out.WriteLine($"audit log BROKEN at entry {v.FirstBadSeq}: {v.Problem} ({v.Entries} entries before it verified)");
+            }
+            return v.Ok ? 0 : 1;
+        });
+        cmd.Subcommands.Add(list);
+        cmd.Subcommands.Add(verify);
+        return cmd;
     }
 
     private static string ReadSecretFromStdin()

@@ -258,6 +258,9 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public async Task<IReadOnlyList<UserDto>> ListUsersAsync(CancellationToken ct = default) => (await GetAsync<ListDto<UserDto>>("v1/users", ct)).Items;
     public Task<UserDto> CreateUserAsync(CreateUserRequest r, CancellationToken ct = default) => SendAsync<UserDto>(HttpMethod.Post, "v1/users", r, null, ct);
     public Task<UserDto> SetRoleAsync(string user, RoleRequest r, CancellationToken ct = default) => SendAsync<UserDto>(HttpMethod.Put, $"v1/users/{Esc(user)}/roles", r, null, ct);
+    public Task<ListDto<AuditEntryDto>> ListAuditAsync(long after = 0, int limit = 100, CancellationToken ct = default) =>
+        GetAsync<ListDto<AuditEntryDto>>($"v1/audit?after={after}&limit={limit}", ct);
+    public Task<AuditVerifyDto> VerifyAuditAsync(CancellationToken ct = default) => GetAsync<AuditVerifyDto>("v1/audit/verify", ct);
 
     // plumbing
     private Task<T> GetAsync<T>(string path, CancellationToken ct) => SendAsync<T>(HttpMethod.Get, path, null, null, ct);

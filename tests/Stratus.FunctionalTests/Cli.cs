@@ -36,12 +36,17 @@ public static class Cli
     public static Task<Result> RunAsync(string url, TimeSpan timeout, params string[] args) => RunInAsync(url, timeout, null, args);
 
     /// <summary>Runs ./stratus; with <paramref name="configDir"/>, keys created by `keypair create` live under it.</summary>
-    public static async Task<Result> RunInAsync(string url, TimeSpan timeout, string? configDir, params string[] args)
+    public static Task<Result> RunInAsync(string url, TimeSpan timeout, string? configDir, params string[] args) =>
+        RunWithAsync(url, timeout, configDir, null, null, args);
+
+    /// <summary>Runs ./stratus with text on standard input and extra environment variables.</summary>
+    public static async Task<Result> RunWithAsync(string url, TimeSpan timeout, string? configDir, string? stdin, IReadOnlyDictionary<string, string>? env, params string[] args)
     {
         var psi = new ProcessStartInfo(Path.Combine(RepoRoot, "stratus"))
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = stdin is not null,
             UseShellExecute = false,
             WorkingDirectory = RepoRoot,
         };
@@ -54,7 +59,16 @@ public static class Cli
         {
             psi.ArgumentList.Add(a);
         }
+        foreach (var (k, v) in env ?? new Dictionary<string, string>())
+        {
+            psi.Environment[k] = v;
+        }
         using var p = Process.Start(psi)!;
+        if (stdin is not null)
+        {
+            await p.StandardInput.WriteAsync(stdin);
+            p.StandardInput.Close();
+        }
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         using var cts = new CancellationTokenSource(timeout);
