@@ -57,15 +57,37 @@ internal sealed class CuttableProxy : IDisposable
             }
             Interlocked.Increment(ref _connections);
             var outbound = new TcpClient();
-            await outbound.ConnectAsync(_target.Host, _target.Port);
+            try
+            {
+                await outbound.ConnectAsync(_target.Host, _target.Port, _stop.Token);
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The controller refused or is restarting: drop this client (it reconnects) and keep accepting.
+                inbound.Dispose();
+                outbound.Dispose();
+                continue;
+            }
             lock (_open)
             {
                 _open.Add(inbound);
                 _open.Add(outbound);
             }
-            _ = Pump(inbound.GetStream(), outbound.GetStream());
-            _ = Pump(outbound.GetStream(), inbound.GetStream());
+            _ = Task.WhenAny(Pump(inbound.GetStream(), outbound.GetStream()), Pump(outbound.GetStream(), inbound.GetStream()))
+                .ContinueWith(_ => Close(inbound, outbound), TaskScheduler.Default);
         }
+    }
+
+    /// <summary>When either side ends, the other is closed too (no half-open link for the agent to wait on).</summary>
+    private void Close(TcpClient a, TcpClient b)
+    {
+        lock (_open)
+        {
+            _open.Remove(a);
+            _open.Remove(b);
+        }
+        a.Dispose();
+        b.Dispose();
     }
 
     private static async Task Pump(NetworkStream from, NetworkStream to)
@@ -74,7 +96,7 @@ internal sealed class CuttableProxy : IDisposable
         {
             await from.CopyToAsync(to);
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException)
         {
         }
     }
