@@ -67,7 +67,7 @@ public sealed partial class QemuDriver
 
             var forwards = ResolveForwards(spec.Id, spec.Forwards, [], fallbackToFree: true);
             vm = new QemuVm(spec.Id, dir, spec, forwards, diskDir) { QmpPath = QmpPathFor(spec.Id, dir) };
-            Directory.CreateDirectory(dir);
+            CreatePrivateDirectory(dir);
             await File.WriteAllTextAsync(vm.IncomingMarkerPath, "", cancellationToken);
             await File.WriteAllTextAsync(vm.SpecPath, JsonSerializer.Serialize(spec, Json), cancellationToken);
             if (vm.OnSharedPool)
@@ -819,7 +819,7 @@ public sealed partial class QemuDriver
             RequireNotIncoming(spec.Id);
             var forwards = ResolveForwards(spec.Id, spec.Forwards, []);
             vm = new QemuVm(spec.Id, dir, spec, forwards, diskDir) { QmpPath = QmpPathFor(spec.Id, dir) };
-            Directory.CreateDirectory(dir);
+            CreatePrivateDirectory(dir);
             await File.WriteAllTextAsync(vm.SpecPath, JsonSerializer.Serialize(spec, Json), cancellationToken);
             if (vm.OnSharedPool)
             {
