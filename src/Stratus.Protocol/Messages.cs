@@ -194,7 +194,11 @@ public sealed record BackupResult(string Kind, long SizeBytes, long VirtualSizeB
 public sealed record MigrationSettings(long? MaxDowntimeMs = null, bool AutoConverge = false, bool PostCopy = false, long? BandwidthBytesPerSecond = null);
 
 /// <summary>What a destination prepared for an incoming VM (see the driver contract).</summary>
-public sealed record IncomingMigrationInfo(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<ForwardSpec> Forwards);
+public sealed record IncomingMigrationInfo(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<ForwardSpec> Forwards)
+{
+    /// <summary>Why the destination cannot receive post-copy; null when it can or does not say.</summary>
+    public string? PostCopyUnavailable { get; init; }
+}
 
 /// <summary>A migration's progress as the source reports it.</summary>
 public sealed record MigrationStatus(

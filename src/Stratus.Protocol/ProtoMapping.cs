@@ -140,12 +140,19 @@ public static class ProtoMapping
         {
             m.DiskTarget = i.DiskTarget;
         }
+        if (i.PostCopyUnavailable is not null)
+        {
+            m.PostCopyUnavailable = i.PostCopyUnavailable;
+        }
         m.Forwards.AddRange(i.Forwards.Select(ToProto));
         return m;
     }
 
     public static IncomingMigrationInfo FromProto(this W.IncomingMigration m) =>
-        new(new InstanceId(Guid.Parse(m.Id)), m.Uri, m.HasDiskTarget ? m.DiskTarget : null, [.. m.Forwards.Select(FromProto)]);
+        new(new InstanceId(Guid.Parse(m.Id)), m.Uri, m.HasDiskTarget ? m.DiskTarget : null, [.. m.Forwards.Select(FromProto)])
+        {
+            PostCopyUnavailable = m.HasPostCopyUnavailable ? m.PostCopyUnavailable : null,
+        };
 
     public static W.MigrationProgress ToProto(this MigrationStatus s, long requestId)
     {
