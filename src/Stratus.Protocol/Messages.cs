@@ -68,6 +68,9 @@ public sealed record HostRegistration(
 
     /// <summary>Storage pools this host reaches ("local", "shared").</summary>
     public IReadOnlyList<string> StoragePools { get; init; } = ["local"];
+
+    /// <summary>Who the host's hypervisor processes run as ("stratus-qemu", "root (fallback: …)"); null when not reported.</summary>
+    public string? HypervisorUser { get; init; }
 }
 
 /// <summary>Agent → controller: a report of actual state for a host (full, level-triggered).</summary>

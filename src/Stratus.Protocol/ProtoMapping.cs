@@ -25,6 +25,10 @@ public static class ProtoMapping
         };
         m.CpuFlags.AddRange(r.CpuFlags);
         m.StoragePools.AddRange(r.StoragePools);
+        if (r.HypervisorUser is not null)
+        {
+            m.HypervisorUser = r.HypervisorUser;
+        }
         return m;
     }
 
@@ -33,6 +37,7 @@ public static class ProtoMapping
         {
             CpuFlags = [.. m.CpuFlags],
             StoragePools = m.StoragePools.Count > 0 ? [.. m.StoragePools] : ["local"],
+            HypervisorUser = m.HasHypervisorUser ? m.HypervisorUser : null,
         };
 
     public static W.Forward ToProto(this ForwardSpec f) => new() { HostPort = f.HostPort, GuestPort = f.GuestPort };
