@@ -218,3 +218,77 @@ public sealed class PrivilegeFallbackTests : IAsyncLifetime
             Entries.Enqueue((logLevel, eventId.Id, formatter(state, exception)));
     }
 }
+
+/// <summary>What dropping privileges costs at launch, for docs/SPECIFICATION.md: create→running of a firmware-only VM with
+/// QEMU as stratus-qemu (setpriv exec + descriptors) against QEMU as root (descriptors only), interleaved in rotating
+/// order; and one uncached trial launch. Timings are compared as a ratio within the run.</summary>
+[Trait("Category", "Slow")]
+public sealed class PrivilegeMeasurementTests(Xunit.Abstractions.ITestOutputHelper output) : IAsyncLifetime
+{
+    private const int Rounds = 9;
+    private readonly string _dataDir = TestEnvironment.NewDataDirectory();
+    private QemuDriver _unprivileged = null!;
+    private QemuDriver _root = null!;
+
+    public Task InitializeAsync()
+    {
+        TestEnvironment.RequireQemu();
+        _unprivileged = new QemuDriver(TestEnvironment.Options(Path.Combine(_dataDir, "u")));
+        var root = TestEnvironment.Options(Path.Combine(_dataDir, "r"));
+        root.QemuUser = null;
+        _root = new QemuDriver(root);
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _unprivileged.DisposeAsync();
+        await _root.DisposeAsync();
+        TestEnvironment.DeleteDirectory(_dataDir);
+    }
+
+    [Fact]
+    public async Task Launch_UnprivilegedVsRoot_PrintsMediansAndRatio()
+    {
+        // /bin/setpriv is the same binary under a name no other test uses: its trial launch is not cached yet.
+        var probeOptions = TestEnvironment.Options(Path.Combine(_dataDir, "p"));
+        probeOptions.SetprivBinary = "/bin/setpriv";
+        await using var probing = new QemuDriver(probeOptions);
+        await probing.DetectAcceleratorAsync(CancellationToken.None);
+        var probeClock = Stopwatch.StartNew();
+        var identity = await probing.DetectQemuIdentityAsync(CancellationToken.None);
+        var probe = probeClock.Elapsed;
+        Assert.True(identity.DropsPrivileges, identity.ToString());
+        await _unprivileged.DetectQemuIdentityAsync(CancellationToken.None);
+        await _root.DetectQemuIdentityAsync(CancellationToken.None);
+
+        var times = new Dictionary<QemuDriver, List<double>> { [_unprivileged] = [], [_root] = [] };
+        for (var round = -1; round < Rounds; round++)
+        {
+            foreach (var driver in round % 2 == 0 ? new[] { _unprivileged, _root } : [_root, _unprivileged])
+            {
+                var spec = TestEnvironment.BareSpec(InstanceId.New());
+                var clock = Stopwatch.StartNew();
+                var status = await driver.CreateAsync(spec, CancellationToken.None);
+                if (round >= 0)
+                {
+                    // Round -1 warms up (JIT, first use of each driver) and is not counted.
+                    times[driver].Add(clock.Elapsed.TotalMilliseconds);
+                }
+
+                Assert.Equal(PowerState.Running, status.Power);
+                Assert.Equal(driver == _root, Privileges.Status(status.Pid!.Value, "Uid") == "0 0 0 0");
+                await driver.DestroyAsync(spec.Id, CancellationToken.None);
+            }
+        }
+
+        static double Median(List<double> xs) => xs.Order().ElementAt(xs.Count / 2);
+        var u = Median(times[_unprivileged]);
+        var r = Median(times[_root]);
+        var load = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"create→running, firmware-only VM, {Rounds} rounds, load {load}: stratus-qemu median {u:0} ms ({string.Join(", ", times[_unprivileged].Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}), " +
+            $"root median {r:0} ms ({string.Join(", ", times[_root].Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}), ratio {u / r:0.00}; uncached trial launch {probe.TotalMilliseconds:0} ms"));
+        Assert.InRange(u / r, 0.25, 4.0);
+    }
+}

@@ -53,8 +53,8 @@ internal sealed class ChildProcess
         _ => $"signal {status & 0x7f}",
     };
 
-    /// <summary>Starts <paramref name="file"/> (searched on PATH) with <paramref name="argv"/> (argv[0] included) and the
-    /// current environment. <paramref name="fds"/> must map 0, 1 and 2 as well. Throws <see cref="IOException"/> when the
+    /// <summary>Starts <paramref name="file"/> (searched on PATH) with <paramref name="argv"/> (argv[0] included), the
+    /// current environment, working directory <c>/</c>, no blocked signals and default signal dispositions. <paramref name="fds"/> must map 0, 1 and 2 as well. Throws <see cref="IOException"/> when the
     /// spawn fails (the binary missing, say).</summary>
     public static ChildProcess Start(string file, IReadOnlyList<string> argv, IReadOnlyList<InheritedFd> fds)
     {
@@ -90,6 +90,9 @@ internal sealed class ChildProcess
                 high.Add(copy);
                 Check(Native.FileActionsAddDup2(fileActions, copy, fd.Target), "posix_spawn_file_actions_adddup2");
             }
+
+            // The child holds no directory of ours busy (it uses no relative path).
+            Check(Native.FileActionsAddChdir(fileActions, "/"), "posix_spawn_file_actions_addchdir_np");
 
             // The runtime blocks and ignores signals of its own (SIGPIPE, say); QEMU starts from the defaults.
             Native.SigEmptySet(empty);

@@ -74,6 +74,9 @@ internal static partial class Native
     [LibraryImport(Libc, EntryPoint = "posix_spawn_file_actions_adddup2")]
     public static partial int FileActionsAddDup2(IntPtr fileActions, int fd, int newFd);
 
+    [LibraryImport(Libc, EntryPoint = "posix_spawn_file_actions_addchdir_np", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int FileActionsAddChdir(IntPtr fileActions, string path);
+
     [LibraryImport(Libc, EntryPoint = "posix_spawn_file_actions_destroy")]
     public static partial int FileActionsDestroy(IntPtr fileActions);
 
