@@ -267,7 +267,10 @@ public abstract partial class StateStoreConformanceTests : IAsyncLifetime
     public async Task RegisterHost_HypervisorUser_StoredAndRefreshed()
     {
         var registration = new HostRegistrationRecord("hv", ResourceVector.Of(8, 8192, 100), ResourceVector.Zero,
-            AllocationRatios.Default, "default", "tcg", "qemu", 7) { HypervisorUser = "stratus-qemu" };
+            AllocationRatios.Default, "default", "tcg", "qemu", 7)
+        {
+            HypervisorUser = "stratus-qemu",
+        };
         var first = await Store.RegisterHostAsync(registration, T0, Ct);
         Assert.Equal("stratus-qemu", first.HypervisorUser);
         Assert.Equal("stratus-qemu", (await Store.GetHostAsync(first.Id, Ct))!.HypervisorUser);
