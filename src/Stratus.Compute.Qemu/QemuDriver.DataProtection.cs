@@ -52,6 +52,10 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
 
     private static bool Running(QemuVm vm) => vm.Pid is not null && vm.Qmp is not null;
 
+    /// <summary>The VM's overlay with its base as the spec names it, for qemu-img: never the base its header names (see
+    /// <see cref="QemuImg.Chain"/>).</summary>
+    private static string Chain(QemuVm vm) => QemuImg.Chain(vm.DiskPath, vm.Spec.ImagePath, vm.Spec.ImageFormat);
+
     /// <summary>HMP through QMP: HMP reports errors as text, not as a QMP error.</summary>
     private static async Task HmpAsync(QmpClient qmp, string commandLine, CancellationToken cancellationToken)
     {
@@ -94,7 +98,7 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
             }
             else
             {
-                await _qemuImg.SnapshotAsync("-c", vm.DiskPath, name, cancellationToken);
+                await _qemuImg.SnapshotAsync("-c", Chain(vm), name, cancellationToken);
             }
 
             created = (await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).LastOrDefault(s => s.Name == name)
@@ -132,7 +136,7 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
                 await StopLockedAsync(vm, TimeSpan.Zero, cancellationToken);
             }
 
-            await _qemuImg.SnapshotAsync("-a", vm.DiskPath, name, cancellationToken);
+            await _qemuImg.SnapshotAsync("-a", Chain(vm), name, cancellationToken);
             if (wasRunning)
             {
                 await StartStoppedAsync(vm, cancellationToken);
@@ -159,7 +163,7 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
         }
         else
         {
-            await _qemuImg.SnapshotAsync("-d", vm.DiskPath, name, cancellationToken);
+            await _qemuImg.SnapshotAsync("-d", Chain(vm), name, cancellationToken);
         }
     }
 
@@ -189,7 +193,7 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
                     await vm.Qmp!.ExecuteAsync("blockdev-snapshot-internal-sync", new { device = RootNode, name = BackupSnapshot }, cancellationToken, SnapshotTimeout);
                     try
                     {
-                        await _qemuImg.FlattenAsync(vm.DiskPath, disk, BackupSnapshot, mayBeInUse: true, cancellationToken);
+                        await _qemuImg.FlattenAsync(Chain(vm), disk, BackupSnapshot, mayBeInUse: true, cancellationToken);
                     }
                     finally
                     {
@@ -201,7 +205,7 @@ public sealed partial class QemuDriver : ISnapshotDriver, IBackupDriver
                 }
                 else
                 {
-                    await _qemuImg.FlattenAsync(vm.DiskPath, disk, null, mayBeInUse: false, cancellationToken);
+                    await _qemuImg.FlattenAsync(Chain(vm), disk, null, mayBeInUse: false, cancellationToken);
                 }
 
                 var files = new List<BackupFileEntry> { await BackupFiles.EntryAsync(targetDirectory, "disk.qcow2", "disk", cancellationToken) };
