@@ -10,6 +10,7 @@ case "${1:-up}" in
     have qemu-img || need+=(qemu-utils)
     have sqlite3 || need+=(sqlite3)
     have flock || need+=(util-linux)
+    have setpriv || need+=(util-linux)
     have curl || need+=(curl)
     have ssh-keygen || need+=(openssh-client)
     have cpio || need+=(cpio)
@@ -28,4 +29,10 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2 || true
   apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+# The unprivileged user QEMU runs as (docs/qemu-driver.md, "Privileges"); the QEMU driver also
+# creates it when missing, and runs QEMU as root with a warning when it cannot.
+if [ "$(id -u)" = 0 ] && ! getent passwd stratus-qemu >/dev/null; then
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+    --comment "Stratus QEMU" stratus-qemu >&2 || echo "stratus: could not create user stratus-qemu" >&2
 fi

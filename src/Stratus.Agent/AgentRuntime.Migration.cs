@@ -25,7 +25,10 @@ public sealed partial class AgentRuntime
         {
             var incoming = await Migrator.PrepareIncomingAsync(ToSpec(vm), cancellationToken);
             return new IncomingMigrationInfo(incoming.Id, incoming.Uri, incoming.DiskTarget,
-                [.. incoming.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))]);
+                [.. incoming.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))])
+            {
+                PostCopyUnavailable = incoming.PostCopyUnavailable,
+            };
         }
         catch (ComputeException e)
         {
@@ -43,7 +46,10 @@ public sealed partial class AgentRuntime
             var options = new MigrationOptions(
                 settings.MaxDowntimeMs is { } d ? TimeSpan.FromMilliseconds(d) : null, settings.AutoConverge, settings.PostCopy, settings.BandwidthBytesPerSecond);
             var incoming = new IncomingMigration(target.Id, target.Uri, target.DiskTarget,
-                [.. target.Forwards.Select(f => new PortForward(f.HostPort, f.GuestPort))]);
+                [.. target.Forwards.Select(f => new PortForward(f.HostPort, f.GuestPort))])
+            {
+                PostCopyUnavailable = target.PostCopyUnavailable,
+            };
             var relay = progress is null ? null : new SyncProgress(p => progress.Report(ToStatus(p)));
             var final = await Migrator.MigrateOutAsync(id, incoming, options, relay, cancellationToken);
             _migratedOut[id] = 0;

@@ -65,6 +65,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         {
             CpuFlags = HostFacts.CpuFlags(),
             StoragePools = _options.StoragePools,
+            HypervisorUser = inv.HypervisorUser,
         }, cancellationToken);
         HostId = hostId;
         _epoch = epoch;

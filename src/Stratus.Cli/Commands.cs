@@ -501,6 +501,7 @@ public static class Commands
             }
             Output.Fields([
                 ("id", h.Id), ("name", h.Name), ("state", h.State), ("zone", h.Zone), ("driver", h.Driver), ("accelerator", h.Accelerator),
+                ("hypervisor_user", h.HypervisorUser),
                 ("agent_pid", h.AgentPid?.ToString(Output.Inv)), ("servers", h.Servers.ToString(Output.Inv)),
                 ("capacity", $"{h.Capacity.Vcpus:0.###} vCPU, {h.Capacity.RamMib} MiB, {h.Capacity.DiskGib} GiB"),
                 ("used", $"{h.Used.Vcpus:0.###} vCPU, {h.Used.RamMib} MiB, {h.Used.DiskGib} GiB"),

@@ -93,24 +93,11 @@ internal static partial class ConfigDrive
 
     private static async Task RunAsync(string tool, string[] args, CancellationToken cancellationToken)
     {
-        var (code, _, stderr) = await ToolProcess.RunAsync(Resolve(tool), args, "apt-get install dosfstools mtools", cancellationToken,
+        var (code, _, stderr) = await ToolProcess.RunAsync(ToolProcess.Resolve(tool), args, "apt-get install dosfstools mtools", cancellationToken,
             new Dictionary<string, string> { ["MTOOLS_SKIP_CHECK"] = "1" });
         if (code != 0)
         {
             throw new ComputeException("hypervisor_error", $"{tool} failed: {stderr.Trim()}");
         }
-    }
-
-    private static string Resolve(string tool)
-    {
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Concat(["/usr/sbin", "/sbin", "/usr/bin", "/bin"]))
-        {
-            if (dir.Length > 0 && File.Exists(Path.Combine(dir, tool)))
-            {
-                return Path.Combine(dir, tool);
-            }
-        }
-
-        return tool;
     }
 }

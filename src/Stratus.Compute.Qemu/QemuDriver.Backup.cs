@@ -59,12 +59,12 @@ public sealed partial class QemuDriver : IBackupDriver
                 RequireDisk(vm);
                 if (Running(vm))
                 {
-                    manifest = await BackupWithAsync(vm, vm.Qmp!, targetDirectory, incrementalFrom, cancellationToken);
+                    manifest = await BackupWithAsync(vm, vm.Qmp!, passTarget: true, targetDirectory, incrementalFrom, cancellationToken);
                 }
                 else
                 {
-                    await using var daemon = await StorageDaemon.StartAsync(_options.QemuStorageDaemonBinary, vm.DiskPath, HelperSocketPath(vm), _options.QmpCommandTimeout, cancellationToken);
-                    manifest = await BackupWithAsync(vm, daemon.Qmp, targetDirectory, incrementalFrom, cancellationToken);
+                    await using var daemon = await StorageDaemon.StartAsync(_options.QemuStorageDaemonBinary, vm.DiskPath, vm.Spec.ImagePath, vm.Spec.ImageFormat, HelperSocketPath(vm), _options.QmpCommandTimeout, cancellationToken);
+                    manifest = await BackupWithAsync(vm, daemon.Qmp, passTarget: false, targetDirectory, incrementalFrom, cancellationToken); // the daemon runs as the agent
                 }
             }, cancellationToken);
         }
@@ -90,7 +90,7 @@ public sealed partial class QemuDriver : IBackupDriver
         return System.Text.Encoding.UTF8.GetByteCount(inDir) <= 107 ? inDir : Path.Combine(Path.GetDirectoryName(vm.QmpPath)!, vm.Id + ".bk.sock");
     }
 
-    private async Task<BackupManifest> BackupWithAsync(QemuVm vm, QmpClient qmp, string target, string? incrementalFrom, CancellationToken cancellationToken)
+    private async Task<BackupManifest> BackupWithAsync(QemuVm vm, QmpClient qmp, bool passTarget, string target, string? incrementalFrom, CancellationToken cancellationToken)
     {
         var name = Path.GetFileName(target);
         var newBitmap = BitmapPrefix + name;
@@ -106,12 +106,27 @@ public sealed partial class QemuDriver : IBackupDriver
         await _qemuImg.CreateWithBackingAsync(disk, parent is null ? null : $"../{parent}/disk.qcow2", info.VirtualSizeBytes, cancellationToken);
 
         var sw = Stopwatch.StartNew();
-        await qmp.ExecuteAsync("blockdev-add", new Dictionary<string, object>
+        // The target is handed to QEMU open (it may run unprivileged and cannot reach the backup store by path), and its
+        // backing is not opened at all: the job only writes the changed clusters.
+        long? fdset = passTarget ? await AddFdAsync(qmp, disk, cancellationToken) : null;
+        try
         {
-            ["driver"] = "qcow2",
-            ["node-name"] = BackupTargetNode,
-            ["file"] = new { driver = "file", filename = disk },
-        }, cancellationToken);
+            await qmp.ExecuteAsync("blockdev-add", new Dictionary<string, object?>
+            {
+                ["driver"] = "qcow2",
+                ["node-name"] = BackupTargetNode,
+                ["file"] = new { driver = "file", filename = fdset is { } set ? $"/dev/fdset/{set}" : disk },
+                ["backing"] = null,
+            }, cancellationToken);
+        }
+        catch
+        {
+            if (fdset is { } set)
+            {
+                await TryAsync(() => qmp.ExecuteAsync("remove-fd", new Dictionary<string, object> { ["fdset-id"] = set }, CancellationToken.None));
+            }
+            throw;
+        }
         try
         {
             var backup = new Dictionary<string, object>
@@ -149,6 +164,10 @@ public sealed partial class QemuDriver : IBackupDriver
         finally
         {
             await TryAsync(() => qmp.ExecuteAsync("blockdev-del", new Dictionary<string, object> { ["node-name"] = BackupTargetNode }, CancellationToken.None));
+            if (fdset is { } set)
+            {
+                await TryAsync(() => qmp.ExecuteAsync("remove-fd", new Dictionary<string, object> { ["fdset-id"] = set }, CancellationToken.None));
+            }
         }
 
         foreach (var old in bitmaps.Where(b => !b.Inconsistent && b.Name != newBitmap && b.Name != BitmapPrefix + parent))
@@ -364,6 +383,25 @@ public sealed partial class QemuDriver : IBackupDriver
     [LoggerMessage(EventId = 4031, Level = LogLevel.Information, Message = "VM {InstanceId}: a full backup instead of an incremental: {Reason}")]
     private static partial void LogChainRestarted(ILogger logger, string instanceId, string reason);
 
+    /// <summary>Opens <paramref name="path"/> read-write here (as the agent) and passes it to QEMU with <c>add-fd</c>; returns the fd set id (<c>/dev/fdset/N</c>).</summary>
+    private static async Task<long> AddFdAsync(QmpClient qmp, string path, CancellationToken cancellationToken)
+    {
+        var fd = Launch.Native.Open(path, Launch.Native.OReadWrite | Launch.Native.OCloseOnExec, 0);
+        if (fd < 0)
+        {
+            throw new ComputeException("hypervisor_error", $"cannot open {Path.GetFileName(path)} for QEMU (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()})");
+        }
+        try
+        {
+            var r = await qmp.ExecuteWithFdAsync("add-fd", new { opaque = "backup-target" }, fd, cancellationToken);
+            return r.GetProperty("fdset-id").GetInt64();
+        }
+        finally
+        {
+            Launch.Native.Close(fd); // QEMU holds its own copy
+        }
+    }
+
     /// <summary>A <c>qemu-storage-daemon</c> holding one stopped VM's disk open for a backup job.</summary>
     private sealed class StorageDaemon : IAsyncDisposable
     {
@@ -380,17 +418,28 @@ public sealed partial class QemuDriver : IBackupDriver
 
         public QmpClient Qmp { get; }
 
-        public static async Task<StorageDaemon> StartAsync(string binary, string disk, string socket, TimeSpan commandTimeout, CancellationToken cancellationToken)
+        /// <remarks>
+        /// The base image is named explicitly (read-only), never taken from the overlay's header: the VM's QEMU holds the
+        /// overlay read-write, so a QEMU taken over by its guest could point that header at any host file, and this daemon
+        /// runs as root (see <see cref="QemuImg.Chain"/>).
+        /// </remarks>
+        public static async Task<StorageDaemon> StartAsync(string binary, string disk, string? basePath, string? baseFormat, string socket, TimeSpan commandTimeout,
+            CancellationToken cancellationToken)
         {
             File.Delete(socket);
             var psi = new ProcessStartInfo(binary) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = true };
-            foreach (var a in new[]
+            var baseNodes = basePath is null ? [] : new[]
+            {
+                "--blockdev", JsonSerializer.Serialize(new Dictionary<string, object> { ["driver"] = "file", ["filename"] = basePath, ["node-name"] = "base-file", ["read-only"] = true }),
+                "--blockdev", JsonSerializer.Serialize(new Dictionary<string, object> { ["driver"] = baseFormat ?? "qcow2", ["file"] = "base-file", ["node-name"] = "base-fmt", ["read-only"] = true }),
+            };
+            foreach (var a in baseNodes.Concat(new[]
             {
                 "--blockdev", JsonSerializer.Serialize(new Dictionary<string, object> { ["driver"] = "file", ["filename"] = disk, ["node-name"] = "root-file" }),
-                "--blockdev", JsonSerializer.Serialize(new Dictionary<string, object> { ["driver"] = "qcow2", ["file"] = "root-file", ["node-name"] = RootNode }),
+                "--blockdev", JsonSerializer.Serialize(new Dictionary<string, object?> { ["driver"] = "qcow2", ["file"] = "root-file", ["node-name"] = RootNode, ["backing"] = basePath is null ? null : "base-fmt" }),
                 "--chardev", $"socket,path={socket},server=on,wait=off,id=qmp",
                 "--monitor", "chardev=qmp",
-            })
+            }))
             {
                 psi.ArgumentList.Add(a);
             }

@@ -47,6 +47,10 @@ public sealed partial class QemuDriver : ISnapshotDriver
 
     private static bool Running(QemuVm vm) => vm.Pid is not null && vm.Qmp is not null;
 
+    /// <summary>The VM's overlay with its base as the spec names it, for qemu-img: never the base its header names (see
+    /// <see cref="QemuImg.Chain"/>).</summary>
+    private static string Chain(QemuVm vm) => QemuImg.Chain(vm.DiskPath, vm.Spec.ImagePath, vm.Spec.ImageFormat);
+
     /// <summary>HMP through QMP: HMP reports errors as text, not as a QMP error.</summary>
     private static async Task HmpAsync(QmpClient qmp, string commandLine, CancellationToken cancellationToken)
     {
@@ -89,7 +93,7 @@ public sealed partial class QemuDriver : ISnapshotDriver
             }
             else
             {
-                await _qemuImg.SnapshotAsync("-c", vm.DiskPath, name, cancellationToken);
+                await _qemuImg.SnapshotAsync("-c", Chain(vm), name, cancellationToken);
             }
 
             created = (await _qemuImg.ListSnapshotsAsync(vm.DiskPath, cancellationToken)).LastOrDefault(s => s.Name == name)
@@ -130,7 +134,7 @@ public sealed partial class QemuDriver : ISnapshotDriver
             }
 
             await BreakBackupChainAsync(vm, chainReason, cancellationToken);
-            await _qemuImg.SnapshotAsync("-a", vm.DiskPath, name, cancellationToken);
+            await _qemuImg.SnapshotAsync("-a", Chain(vm), name, cancellationToken);
             if (wasRunning)
             {
                 await StartStoppedAsync(vm, cancellationToken);
@@ -157,7 +161,7 @@ public sealed partial class QemuDriver : ISnapshotDriver
         }
         else
         {
-            await _qemuImg.SnapshotAsync("-d", vm.DiskPath, name, cancellationToken);
+            await _qemuImg.SnapshotAsync("-d", Chain(vm), name, cancellationToken);
         }
     }
 }

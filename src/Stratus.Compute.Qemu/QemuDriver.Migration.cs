@@ -67,7 +67,7 @@ public sealed partial class QemuDriver
 
             var forwards = ResolveForwards(spec.Id, spec.Forwards, [], fallbackToFree: true);
             vm = new QemuVm(spec.Id, dir, spec, forwards, diskDir) { QmpPath = QmpPathFor(spec.Id, dir) };
-            Directory.CreateDirectory(dir);
+            CreatePrivateDirectory(dir);
             await File.WriteAllTextAsync(vm.IncomingMarkerPath, "", cancellationToken);
             await File.WriteAllTextAsync(vm.SpecPath, JsonSerializer.Serialize(spec, Json), cancellationToken);
             if (vm.OnSharedPool)
@@ -101,19 +101,24 @@ public sealed partial class QemuDriver
                     vm.NbdServing = true;
                 }
 
+                string? noPostCopy = null;
                 try
                 {
-                    // Post-copy needs the capability on both sides; without userfaultfd here it stays off and a post-copy
-                    // request fails at the source with QEMU's reason.
+                    // Post-copy needs the capability on both sides; without userfaultfd here it stays off, and the answer
+                    // says why, so a source asked for post-copy refuses this target before anything moves.
                     await qmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new { capability = "postcopy-ram", state = true } } }, cancellationToken);
                 }
                 catch (QmpException e)
                 {
-                    LogPostCopyUnavailable(_logger, spec.Id.ToString(), e.Message);
+                    var identity = await DetectQemuIdentityAsync(cancellationToken);
+                    noPostCopy = identity.DropsPrivileges
+                        ? $"QEMU runs as {identity.User} here and the kernel refuses it userfaultfd ({e.Message}); QEMU 7.2 needs vm.unprivileged_userfaultfd=1 for that"
+                        : $"QEMU has no userfaultfd here ({e.Message})";
+                    LogPostCopyUnavailable(_logger, spec.Id.ToString(), noPostCopy);
                 }
 
                 var uri = await ListenForMigrationAsync(qmp, cancellationToken);
-                vm.Incoming = new IncomingMigration(spec.Id, uri, diskTarget, forwards);
+                vm.Incoming = new IncomingMigration(spec.Id, uri, diskTarget, forwards) { PostCopyUnavailable = noPostCopy };
                 await File.WriteAllTextAsync(vm.IncomingMarkerPath, JsonSerializer.Serialize(vm.Incoming, Json), cancellationToken);
                 _incoming[spec.Id] = vm;
             }
@@ -209,6 +214,12 @@ public sealed partial class QemuDriver
         if (!target.Uri.StartsWith("tcp:", StringComparison.Ordinal)) errors.Add($"migration URI '{target.Uri}' is not tcp:HOST:PORT");
         if (options.MaxDowntime is { } d && (d < TimeSpan.FromMilliseconds(1) || d > TimeSpan.FromMinutes(10))) errors.Add("max downtime must be 1 ms–10 min");
         if (options.BandwidthBytesPerSecond is <= 0) errors.Add("bandwidth must be positive");
+        if (options.PostCopy && target.PostCopyUnavailable is { } noPostCopy)
+        {
+            // Nothing has moved: the VM keeps running here (QEMU's own failure, later, would only say the socket closed).
+            throw new ComputeException("migration_failed", $"the destination cannot receive a post-copy migration: {noPostCopy}");
+        }
+
         var vm = await GetVmAsync(id, cancellationToken);
         var mirror = !vm.OnSharedPool && File.Exists(vm.DiskPath);
         (string Host, string Port, string Export)? nbd = null;
@@ -819,7 +830,7 @@ public sealed partial class QemuDriver
             RequireNotIncoming(spec.Id);
             var forwards = ResolveForwards(spec.Id, spec.Forwards, []);
             vm = new QemuVm(spec.Id, dir, spec, forwards, diskDir) { QmpPath = QmpPathFor(spec.Id, dir) };
-            Directory.CreateDirectory(dir);
+            CreatePrivateDirectory(dir);
             await File.WriteAllTextAsync(vm.SpecPath, JsonSerializer.Serialize(spec, Json), cancellationToken);
             if (vm.OnSharedPool)
             {

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Stratus.Compute.Qemu.Cgroups;
+using Stratus.Compute.Qemu.Launch;
 using Stratus.Compute.Qemu.Qmp;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
@@ -26,6 +27,9 @@ namespace Stratus.Compute.Qemu;
 /// </summary>
 public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrationDriver
 {
+    /// <summary>QEMU's seccomp sandbox: no obsolete calls, no set*id, no scheduler/resource changes, no fork/exec.</summary>
+    internal const string Sandbox = "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny";
+
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
     private readonly QemuDriverOptions _options;
     private readonly ILogger _logger;
@@ -38,6 +42,8 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
     private readonly string _vmsRoot;
     private bool _loaded;
     private bool _disposed;
+    private int _identityLogged;
+    private string _identityText = "not probed yet";
 
     /// <summary>Validates <paramref name="options"/> and detects cgroups; touches no VM until first use.</summary>
     public QemuDriver(QemuDriverOptions options, ILogger<QemuDriver>? logger = null, ICgroupWriter? cgroupWriter = null)
@@ -49,7 +55,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         _qemuImg = new QemuImg(options.QemuImgBinary);
         _cgroups = cgroupWriter ?? CgroupDetector.Create(options.Cgroups, options.CgroupRoot, options.CgroupParent);
         _vmsRoot = Path.Combine(options.DataDirectory, "vms");
-        Directory.CreateDirectory(_vmsRoot);
+        CreatePrivateDirectory(_vmsRoot);
     }
 
     /// <inheritdoc />
@@ -69,6 +75,28 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         _ => AcceleratorProbe.DetectAsync(_options.QemuBinary, _options.KvmProbeTimeout, cancellationToken),
     };
 
+    /// <summary>Who QEMU runs as on this host: <see cref="QemuDriverOptions.QemuUser"/> when a trial launch as that user works,
+    /// else root with the reason (logged as a warning once per driver). Probed once per process and configuration.</summary>
+    public async Task<QemuIdentity> DetectQemuIdentityAsync(CancellationToken cancellationToken)
+    {
+        var accel = await DetectAcceleratorAsync(cancellationToken);
+        var identity = await PrivilegeProbe.DetectAsync(_options, accel).WaitAsync(cancellationToken);
+        if (Interlocked.Exchange(ref _identityLogged, 1) == 0)
+        {
+            _identityText = identity.ToString();
+            if (identity.FallbackReason is { } reason)
+            {
+                LogPrivilegeFallback(_logger, _options.QemuUser ?? "", reason);
+            }
+            else
+            {
+                LogQemuIdentity(_logger, identity.User, identity.Uid, identity.DropsPrivileges);
+            }
+        }
+
+        return identity;
+    }
+
     /// <summary>Memory the cgroup allows beyond the guest's RAM, in MiB.</summary>
     public async Task<int> MemoryOverheadMibAsync(CancellationToken cancellationToken) =>
         _options.MemoryOverheadMib ?? (await DetectAcceleratorAsync(cancellationToken) == "kvm" ? 64 : _options.TcgTbSizeMib + 96);
@@ -77,13 +105,17 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
     public async Task<HostInventory> DetectInventoryAsync(CancellationToken cancellationToken)
     {
         var accel = await DetectAcceleratorAsync(cancellationToken);
+        var identity = await DetectQemuIdentityAsync(cancellationToken);
         return new HostInventory(
             Environment.ProcessorCount,
             HostProbe.MemoryMib(),
             HostProbe.DiskGib(_options.DataDirectory),
             accel,
             HostProbe.CpuModel(),
-            _cgroups?.Version ?? 0);
+            _cgroups?.Version ?? 0)
+        {
+            HypervisorUser = identity.ToString(),
+        };
     }
 
     /// <inheritdoc />
@@ -160,8 +192,8 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             var diskDir = DiskDirectoryFor(spec, dir);
             var forwards = ResolveForwards(spec.Id, spec.Forwards, []);
             vm = new QemuVm(spec.Id, dir, spec, forwards, diskDir) { QmpPath = QmpPathFor(spec.Id, dir) };
-            Directory.CreateDirectory(dir);
-            Directory.CreateDirectory(diskDir);
+            CreatePrivateDirectory(dir);
+            CreatePrivateDirectory(diskDir);
             await File.WriteAllTextAsync(vm.SpecPath, JsonSerializer.Serialize(spec, Json), cancellationToken);
             await PrepareDiskAsync(vm, cancellationToken);
             await ConfigDrive.BuildAsync(spec, vm.ConfigDrivePath, cancellationToken);
@@ -206,7 +238,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         if (spec.DiskGib < 0) errors.Add("disk must be ≥ 0 GiB");
         if (spec.StoragePool is not (StoragePools.Local or StoragePools.Shared)) errors.Add($"storage pool '{spec.StoragePool}' is not '{StoragePools.Local}' or '{StoragePools.Shared}'");
         if (spec.ImagePath is not null && !File.Exists(spec.ImagePath)) errors.Add($"image {spec.ImagePath} not found");
-        if (spec.ImagePath is not null && string.IsNullOrEmpty(spec.ImageFormat)) errors.Add("image format is required with an image");
+        if (spec.ImagePath is not null && spec.ImageFormat is not ("qcow2" or "raw")) errors.Add("image format must be qcow2 or raw");
         if (spec.KernelPath is not null && !File.Exists(spec.KernelPath)) errors.Add($"kernel {spec.KernelPath} not found");
         if (spec.InitrdPath is not null && spec.KernelPath is null) errors.Add("an initrd needs a kernel");
         if (spec.InitrdPath is not null && !File.Exists(spec.InitrdPath)) errors.Add($"initrd {spec.InitrdPath} not found");
@@ -351,10 +383,13 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
     }
 
     /// <summary>Starts QEMU paused, puts it into its cgroup, connects QMP, then lets the guest run. Caller holds the gate.
-    /// With <paramref name="incoming"/> QEMU waits for a migration (<c>-incoming defer</c>) and nothing is resumed here.</summary>
+    /// With <paramref name="incoming"/> QEMU waits for a migration (<c>-incoming defer</c>) and nothing is resumed here.
+    /// <para>QEMU gets every file as a descriptor opened here (<see cref="OpenLaunchFiles"/>) and runs as
+    /// <see cref="DetectQemuIdentityAsync"/>'s identity (exec'd through setpriv, same pid).</para></summary>
     private async Task LaunchAsync(QemuVm vm, CancellationToken cancellationToken, bool incoming = false)
     {
         var accel = await DetectAcceleratorAsync(cancellationToken);
+        var identity = await DetectQemuIdentityAsync(cancellationToken);
         foreach (var f in vm.Forwards)
         {
             ProbePort(vm.Id, f.HostPort, f.Protocol, explicitPort: true);
@@ -364,40 +399,32 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
 
         TrimLog(vm.ConsolePath);
         TrimLog(vm.LogPath);
-        File.Delete(vm.QmpPath);
-        var psi = new ProcessStartInfo(_options.QemuBinary)
+        CreatePrivateDirectory(vm.Directory);
+        if (vm.OnSharedPool)
         {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = vm.Directory,
-        };
-        foreach (var a in BuildArguments(vm, accel, incoming))
-        {
-            psi.ArgumentList.Add(a);
+            CreatePrivateDirectory(vm.DiskDirectory);
         }
 
-        Process process;
+        var lowPorts = vm.Forwards.Any(f => f.HostPort < UnprivilegedPortStart());
+        var argv = identity.ExecPrefix(ToolProcess.Resolve(_options.SetprivBinary), lowPorts)
+            .Append(ToolProcess.Resolve(_options.QemuBinary))
+            .Concat(BuildArguments(vm, accel, incoming))
+            .ToList();
+        ChildProcess child;
         try
         {
-            process = Process.Start(psi) ?? throw new ComputeException("hypervisor_error", "QEMU did not start");
+            using var fds = OpenLaunchFiles(vm);
+            child = ChildProcess.Start(argv[0], argv, fds.Map);
         }
-        catch (System.ComponentModel.Win32Exception ex)
+        catch (IOException ex)
         {
-            throw new ComputeException("hypervisor_error", $"cannot exec {_options.QemuBinary}: {ex.Message} (is qemu-system-x86 installed?)");
+            throw new ComputeException("hypervisor_error", $"cannot start QEMU for VM {vm.Id}: {ex.Message} (is qemu-system-x86 installed?)");
         }
 
-        process.StandardInput.Close();
-        var log = new FileStream(vm.LogPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-        var pumps = Task.WhenAll(
-            process.StandardError.BaseStream.CopyToAsync(log, CancellationToken.None),
-            process.StandardOutput.BaseStream.CopyToAsync(log, CancellationToken.None))
-            .ContinueWith(_ => log.Dispose(), TaskScheduler.Default);
         vm.ExpectExit = false;
         vm.GuestShutdown = false;
-        vm.Process = process;
-        vm.Pid = process.Id;
+        vm.Child = child;
+        vm.Pid = child.Pid;
         vm.Power = PowerState.Paused;
         try
         {
@@ -405,30 +432,33 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             await SaveStateAsync(vm, cancellationToken);
             if (_cgroups is not null)
             {
-                await _cgroups.AddProcessAsync(vm.CgroupName, process.Id, cancellationToken);
+                await _cgroups.AddProcessAsync(vm.CgroupName, child.Pid, cancellationToken);
             }
 
             QmpClient qmp;
             using (var connectCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
             {
                 var connect = QmpClient.ConnectAsync(vm.QmpPath, _options.StartTimeout, _options.QmpCommandTimeout, connectCts.Token);
-                var exited = process.WaitForExitAsync(connectCts.Token);
-                await Task.WhenAny(connect, exited);
+                await Task.WhenAny(connect, child.Exited.WaitAsync(cancellationToken));
                 cancellationToken.ThrowIfCancellationRequested();
-                if (process.HasExited && !connect.IsCompletedSuccessfully)
+                if (!connect.IsCompletedSuccessfully)
                 {
-                    await connectCts.CancelAsync();
-                    await Task.WhenAny(connect);
-                    await pumps.WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
-                    throw StartFailure(vm);
+                    // The socket is bound before exec, so a QEMU that dies at start resets the connection, maybe before its
+                    // exit is reaped: give the exit a moment, then report QEMU's own words.
+                    await Task.WhenAny(child.Exited, Task.Delay(TimeSpan.FromSeconds(2), cancellationToken));
+                    if (child.Exited.IsCompleted)
+                    {
+                        await connectCts.CancelAsync();
+                        await Task.WhenAny(connect);
+                        throw StartFailure(vm);
+                    }
                 }
 
                 await connectCts.CancelAsync();
-                await Task.WhenAny(exited);
                 qmp = await connect;
             }
 
-            Attach(vm, qmp, process, process.Id);
+            Attach(vm, qmp, child, child.Pid);
             await SaveStateAsync(vm, cancellationToken);
             if (incoming)
             {
@@ -444,6 +474,97 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             vm.ExpectExit = true;
             await KillAsync(vm, CancellationToken.None);
             throw;
+        }
+    }
+
+    /// <summary>Descriptors QEMU gets (numbers as <see cref="BuildArguments"/> names them), each opened with the access
+    /// QEMU needs and no more: the overlay read-write, the base image, config drive, kernel and initrd read-only, the
+    /// console and QEMU's own log append-only, and the QMP socket listening (bound here, so the socket file is root's).</summary>
+    private static DescriptorSet OpenLaunchFiles(QemuVm vm)
+    {
+        var fds = new DescriptorSet();
+        try
+        {
+            fds.OpenRead("/dev/null", 0);
+            fds.OpenAppend(vm.LogPath, 1);
+            fds.OpenAppend(vm.LogPath, 2);
+            fds.ListenUnix(vm.QmpPath, Fd.Qmp);
+            fds.OpenAppend(vm.ConsolePath, Fd.Console);
+            if (File.Exists(vm.DiskPath))
+            {
+                fds.OpenReadWrite(vm.DiskPath, Fd.RootDisk);
+                if (vm.Spec.ImagePath is { } image)
+                {
+                    var chain = BaseChain(image, vm.Spec.ImageFormat);
+                    for (var i = 0; i < chain.Count; i++)
+                    {
+                        fds.OpenRead(chain[i].Path, Fd.Base(i));
+                    }
+                }
+            }
+
+            fds.OpenRead(vm.ConfigDrivePath, Fd.ConfigDrive);
+            if (vm.Spec.KernelPath is { } kernel)
+            {
+                fds.OpenRead(kernel, Fd.Kernel);
+                if (vm.Spec.InitrdPath is { } initrd)
+                {
+                    fds.OpenRead(initrd, Fd.Initrd);
+                }
+            }
+
+            return fds;
+        }
+        catch
+        {
+            fds.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The descriptor numbers QEMU's files have in the QEMU process (0–2 are stdin, stdout and stderr).</summary>
+    internal static class Fd
+    {
+        public const int Qmp = 3;
+        public const int Console = 4;
+        public const int RootDisk = 5;
+        public const int BaseImage = 6;
+
+        /// <summary>Link <paramref name="level"/> of the base image's own chain (0: the base image itself; deeper links from 10).</summary>
+        public static int Base(int level) => level == 0 ? BaseImage : 9 + level;
+        public const int ConfigDrive = 7;
+        public const int Kernel = 8;
+        public const int Initrd = 9;
+    }
+
+    /// <summary>The lowest port an unprivileged process may bind (net.ipv4.ip_unprivileged_port_start, 1024 by default).</summary>
+    private static int UnprivilegedPortStart()
+    {
+        try
+        {
+            return int.Parse(File.ReadAllText("/proc/sys/net/ipv4/ip_unprivileged_port_start").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
+        {
+            return 1024;
+        }
+    }
+
+    /// <summary>Creates <paramref name="path"/> (and parents) with mode 0700, or tightens an existing directory to 0700:
+    /// VM directories hold guest disks and sockets that only the agent opens (QEMU gets descriptors).</summary>
+    internal static void CreatePrivateDirectory(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(path);
+            return;
+        }
+
+        const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        var dir = Directory.CreateDirectory(path, OwnerOnly);
+        if (dir.UnixFileMode != OwnerOnly)
+        {
+            dir.UnixFileMode = OwnerOnly;
         }
     }
 
@@ -492,11 +613,17 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         var log = File.Exists(vm.LogPath) ? ReadTail(vm.LogPath, 2000) : "";
         return log.Contains("host forwarding rule", StringComparison.Ordinal) || log.Contains("Address already in use", StringComparison.Ordinal)
             ? new ComputeException("port_in_use", "QEMU could not bind a forwarded host port: " + log.Trim())
-            : new ComputeException("hypervisor_error", "QEMU exited at start: " + log.Trim());
+            : log.Contains("/proc/self/fd/", StringComparison.Ordinal)
+                ? new ComputeException("hypervisor_error", $"QEMU could not read its kernel ({vm.Spec.KernelPath}, descriptor {Fd.Kernel}) or initrd ({vm.Spec.InitrdPath}, descriptor {Fd.Initrd}): they must be readable by QEMU's user ({_identityText}). " + log.Trim())
+                : new ComputeException("hypervisor_error", "QEMU exited at start: " + log.Trim());
     }
 
     /// <summary>The one command line of a VM. A migration destination gets the same device model (same order, same ids) plus
-    /// <c>-incoming defer</c>; only the host-side paths and forwarded ports differ.</summary>
+    /// <c>-incoming defer</c>; only the forwarded ports differ. Every file is a descriptor (<see cref="Fd"/>): block devices
+    /// and the console through fd sets (<c>-add-fd</c>, <c>/dev/fdset/N</c>, whose opaque label is the file's path, for
+    /// people reading <c>ps</c>), kernel and initrd as <c>/proc/self/fd/N</c> (QEMU reads them with fopen), QMP as a
+    /// listening socket. The overlay names its base explicitly (<c>backing</c>), so QEMU never opens a path from an image
+    /// header.</summary>
     internal IReadOnlyList<string> BuildArguments(QemuVm vm, string accel, bool incoming = false)
     {
         var spec = vm.Spec;
@@ -506,8 +633,8 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             "-name", $"stratus-{id},process=stratus-{id}",
             "-uuid", id,
             "-nodefaults", "-no-user-config", "-nographic",
-            "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny",
-            "-qmp", $"unix:{vm.QmpPath},server=on,wait=off",
+            "-sandbox", Sandbox,
+            "-chardev", $"socket,id=qmp,fd={Fd.Qmp},server=on,wait=off", "-mon", "chardev=qmp,mode=control",
         };
         if (!incoming || !vm.OnSharedPool)
         {
@@ -533,18 +660,42 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
 
         args.AddRange(["-smp", $"{spec.Vcpus},maxcpus={spec.MaxVcpus}"]);
         args.AddRange(["-m", spec.MaxMemoryMib > spec.MemoryMib ? $"size={spec.MemoryMib}M,slots=4,maxmem={spec.MaxMemoryMib}M" : $"size={spec.MemoryMib}M"]);
-        args.AddRange(["-chardev", $"file,id=serial0,path={vm.ConsolePath},append=on", "-serial", "chardev:serial0"]);
+        args.AddRange([.. AddFd(Fd.Console, vm.ConsolePath), "-chardev", $"file,id=serial0,path=/dev/fdset/{Fd.Console},append=on", "-serial", "chardev:serial0"]);
         if (File.Exists(vm.DiskPath))
         {
+            var backing = "null";
+            if (spec.ImagePath is { } image)
+            {
+                // The base may itself be a chain (a server restored from incremental backups): each link is handed over
+                // open and wired explicitly, deepest first, so QEMU never resolves a backing name from a header.
+                var chain = BaseChain(image, spec.ImageFormat);
+                for (var i = chain.Count - 1; i >= 0; i--)
+                {
+                    var node = i == 0 ? "base" : $"base{i}";
+                    var below = i + 1 < chain.Count ? $"\"base{i + 1}-fmt\"" : "null";
+                    args.AddRange([
+                        .. AddFd(Fd.Base(i), chain[i].Path),
+                        "-blockdev", $"driver=file,filename=/dev/fdset/{Fd.Base(i)},node-name={node}-file,read-only=on",
+                        "-blockdev", chain[i].Format == "qcow2"
+                            ? $"{{\"driver\":\"qcow2\",\"file\":\"{node}-file\",\"node-name\":\"{node}-fmt\",\"read-only\":true,\"backing\":{below}}}"
+                            : $"driver={chain[i].Format},file={node}-file,node-name={node}-fmt,read-only=on",
+                    ]);
+                }
+
+                backing = "\"base-fmt\"";
+            }
+
             args.AddRange([
-                "-blockdev", $"driver=file,filename={vm.DiskPath},node-name=root-file",
-                "-blockdev", "driver=qcow2,file=root-file,node-name=root-fmt",
+                .. AddFd(Fd.RootDisk, vm.DiskPath),
+                "-blockdev", $"driver=file,filename=/dev/fdset/{Fd.RootDisk},node-name=root-file",
+                "-blockdev", $"{{\"driver\":\"qcow2\",\"file\":\"root-file\",\"node-name\":\"root-fmt\",\"backing\":{backing}}}",
                 "-device", "virtio-blk-pci,drive=root-fmt,id=root-disk,bootindex=1",
             ]);
         }
 
         args.AddRange([
-            "-blockdev", $"driver=file,filename={vm.ConfigDrivePath},node-name=cidata-file,read-only=on",
+            .. AddFd(Fd.ConfigDrive, vm.ConfigDrivePath),
+            "-blockdev", $"driver=file,filename=/dev/fdset/{Fd.ConfigDrive},node-name=cidata-file,read-only=on",
             "-blockdev", "driver=raw,file=cidata-file,node-name=cidata-fmt,read-only=on",
             "-device", "virtio-blk-pci,drive=cidata-fmt,id=cidata-disk",
         ]);
@@ -559,10 +710,10 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         args.AddRange(["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]);
         if (spec.KernelPath is not null)
         {
-            args.AddRange(["-kernel", spec.KernelPath]);
+            args.AddRange(["-kernel", $"/proc/self/fd/{Fd.Kernel}"]);
             if (spec.InitrdPath is not null)
             {
-                args.AddRange(["-initrd", spec.InitrdPath]);
+                args.AddRange(["-initrd", $"/proc/self/fd/{Fd.Initrd}"]);
             }
 
             if (!string.IsNullOrEmpty(spec.KernelCmdline))
@@ -574,8 +725,75 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         return args;
     }
 
+    /// <summary><c>-add-fd</c> for descriptor <paramref name="fd"/> as fd set <paramref name="fd"/>, labelled with the file's
+    /// path (commas doubled, as QEMU's option syntax wants).</summary>
+    /// <summary>
+    /// The base image and, when it is a qcow2 with a backing file, every link below it (read from the headers here, as the
+    /// agent). A link must be a regular file inside the directory that holds the base image's directory (a restored chain
+    /// lives in <c>images/restored-ID/BACKUP/</c>, its links beside each other): a header naming anything else is refused.
+    /// </summary>
+    internal static IReadOnlyList<(string Path, string Format)> BaseChain(string image, string? format)
+    {
+        var chain = new List<(string Path, string Format)> { (image, format ?? "qcow2") };
+        var root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(image))) ?? "/";
+        while (chain[^1].Format == "qcow2" && chain.Count < 64)
+        {
+            var current = chain[^1].Path;
+            if (!File.Exists(current) || Directory.Exists(current))
+            {
+                break;
+            }
+            var backing = ReadQcow2Backing(current);
+            if (backing is null)
+            {
+                break;
+            }
+            var next = Path.GetFullPath(Path.IsPathRooted(backing) ? backing : Path.Combine(Path.GetDirectoryName(current)!, backing));
+            var info = new FileInfo(next);
+            if (!next.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal) || !info.Exists || info.LinkTarget is not null)
+            {
+                throw new ComputeException("invalid_spec", $"image {Path.GetFileName(current)} names a backing file outside its own directory tree: refused");
+            }
+            chain.Add((next, IsQcow2(next) ? "qcow2" : "raw"));
+        }
+        return chain;
+    }
+
+    private static ReadOnlySpan<byte> Qcow2Magic => [0x51, 0x46, 0x49, 0xFB]; // "QFI\xfb"
+
+    private static bool IsQcow2(string path)
+    {
+        using var f = File.OpenRead(path);
+        Span<byte> magic = stackalloc byte[4];
+        return f.Read(magic) == 4 && magic.SequenceEqual(Qcow2Magic);
+    }
+
+    /// <summary>The backing file name in a qcow2 header (big-endian offset at byte 8, length at 16), or null.</summary>
+    private static string? ReadQcow2Backing(string path)
+    {
+        using var f = File.OpenRead(path);
+        Span<byte> header = stackalloc byte[20];
+        if (f.Read(header) != 20 || !header[..4].SequenceEqual(Qcow2Magic))
+        {
+            return null;
+        }
+        var offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(header[8..]);
+        var length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header[16..]);
+        if (offset == 0 || length is 0 or > 1023)
+        {
+            return null;
+        }
+        var name = new byte[length];
+        f.Seek((long)offset, SeekOrigin.Begin);
+        f.ReadExactly(name);
+        return System.Text.Encoding.UTF8.GetString(name);
+    }
+
+    private static string[] AddFd(int fd, string path) =>
+        ["-add-fd", $"fd={fd},set={fd},opaque={path.Replace(",", ",,", StringComparison.Ordinal)}"];
+
     /// <summary>Wires QMP events and the exit watcher for a running process (started or adopted).</summary>
-    private void Attach(QemuVm vm, QmpClient? qmp, Process? process, int pid)
+    private void Attach(QemuVm vm, QmpClient? qmp, ChildProcess? child, int pid)
     {
         vm.Qmp = qmp;
         if (qmp is not null)
@@ -585,7 +803,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
 
         vm.Detach = new CancellationTokenSource();
         var detach = vm.Detach.Token;
-        var exit = process is not null ? process.WaitForExitAsync(detach) : WaitForPidExitAsync(pid, detach);
+        var exit = child is not null ? child.Exited.WaitAsync(detach) : WaitForPidExitAsync(pid, detach);
         vm.Exited = Task.Run(async () =>
         {
             try
@@ -635,8 +853,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         var power = expected || vm.GuestShutdown ? PowerState.Shutdown : PowerState.Crashed;
         vm.Pid = null;
         vm.Power = power;
-        vm.Process?.Dispose();
-        vm.Process = null;
+        vm.Child = null;
         if (vm.Qmp is { } qmp)
         {
             vm.Qmp = null;
@@ -923,7 +1140,11 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             }
         }
 
-        if (ProcessAlive(pid.Value) && (vm.Process is not null || IsQemuOf(pid.Value, vm.Id)))
+        if (vm.Child is { } child)
+        {
+            child.Kill();
+        }
+        else if (ProcessAlive(pid.Value) && IsQemuOf(pid.Value, vm.Id))
         {
             try
             {
@@ -941,9 +1162,9 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         if (vm.Exited.IsCompleted && vm.Pid == pid)
         {
             // No watcher attached (start failed before QMP): handle the exit here.
-            if (vm.Process is { } proc)
+            if (vm.Child is { } exited)
             {
-                await proc.WaitForExitAsync(cancellationToken);
+                await exited.Exited.WaitAsync(cancellationToken);
             }
 
             await OnExitedAsync(vm, pid.Value);
@@ -1046,7 +1267,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
 
         var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(_options.DataDirectory)))[..12];
         var shortDir = Path.Combine(Path.GetTempPath(), "stratus-qmp-" + hash);
-        Directory.CreateDirectory(shortDir);
+        CreatePrivateDirectory(shortDir);
         return Path.Combine(shortDir, id + ".sock");
     }
 
@@ -1171,4 +1392,10 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
 
     [LoggerMessage(EventId = 4006, Level = LogLevel.Information, Message = "VM {InstanceId} destroyed")]
     private static partial void LogDestroyed(ILogger logger, string instanceId);
+
+    [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "QEMU runs as root on this host: it could not run as user {QemuUser}: {Reason}")]
+    private static partial void LogPrivilegeFallback(ILogger logger, string qemuUser, string reason);
+
+    [LoggerMessage(EventId = 4008, Level = LogLevel.Information, Message = "QEMU runs as {QemuUser} (uid {Uid}, privileges dropped: {Drops})")]
+    private static partial void LogQemuIdentity(ILogger logger, string qemuUser, int uid, bool drops);
 }

@@ -92,6 +92,18 @@ public sealed class QemuDriverOptions
     /// <summary>Largest user-data accepted, in bytes (the config drive must hold it). 1 KiB–16 MiB.</summary>
     public int MaxUserDataBytes { get; set; } = 64 * 1024;
 
+    /// <summary>The unprivileged account QEMU runs as when the agent is root: QEMU is exec'd through <see cref="SetprivBinary"/>
+    /// with this user's uid and gid, no supplementary groups (but /dev/kvm's under KVM) and no capabilities, and gets its files
+    /// as descriptors. When a trial launch as this user fails at start-up, QEMU runs as root and the driver logs a warning
+    /// once. Null: QEMU keeps the agent's identity (root) by choice. A user name of letters, digits, '_' and '-', not root.</summary>
+    public string? QemuUser { get; set; } = "stratus-qemu";
+
+    /// <summary>Create <see cref="QemuUser"/> (<c>useradd --system</c>, no home, no shell) when it does not exist.</summary>
+    public bool CreateQemuUser { get; set; } = true;
+
+    /// <summary>util-linux <c>setpriv</c>, which drops privileges and execs QEMU (same pid).</summary>
+    public string SetprivBinary { get; set; } = "setpriv";
+
     /// <summary>Throws <see cref="ArgumentException"/> listing every invalid option at once.</summary>
     public void Validate()
     {
@@ -121,6 +133,12 @@ public sealed class QemuDriverOptions
         if (MemoryOverheadMib is { } m && m is < 16 or > 4096) errors.Add("MemoryOverheadMib must be 16–4096");
         if (CpuPeriodMicroseconds is < 1000 or > 1_000_000) errors.Add("CpuPeriodMicroseconds must be 1000–1000000");
         if (MaxUserDataBytes is < 1024 or > 16 * 1024 * 1024) errors.Add("MaxUserDataBytes must be 1 KiB–16 MiB");
+        if (QemuUser is not null && (QemuUser.Length is 0 or > 32 || QemuUser == "root" || !QemuUser.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-') || QemuUser[0] == '-'))
+        {
+            errors.Add("QemuUser must be a user name of 1–32 letters, digits, '_' or '-' (not root), or null");
+        }
+
+        if (string.IsNullOrWhiteSpace(SetprivBinary)) errors.Add("SetprivBinary is required");
         if (errors.Count > 0)
         {
             throw new ArgumentException("Invalid QemuDriverOptions: " + string.Join("; ", errors));

@@ -161,7 +161,26 @@ public sealed class QemuImg(string binary = "qemu-img")
         return result;
     }
 
-    /// <summary><c>qemu-img snapshot -c|-a|-d NAME</c> on a stopped image.</summary>
+    /// <summary>
+    /// A VM's qcow2 overlay with its base named explicitly, as a <c>json:</c> filename for qemu-img: with it, qemu-img (root)
+    /// never opens the backing file named in the overlay's header. That header is writable by the VM's QEMU (it holds the
+    /// overlay open read-write), so a QEMU taken over by its guest could point it at any host file, and a root
+    /// <c>qemu-img convert</c> of the chain would copy that file into the tenant's backup. <paramref name="basePath"/> null:
+    /// no base at all.
+    /// </summary>
+    public static string Chain(string overlay, string? basePath, string? baseFormat)
+    {
+        static Dictionary<string, object?> File(string path) => new() { ["driver"] = "file", ["filename"] = path };
+        var node = new Dictionary<string, object?>
+        {
+            ["driver"] = "qcow2",
+            ["file"] = File(overlay),
+            ["backing"] = basePath is null ? null : new Dictionary<string, object?> { ["driver"] = baseFormat ?? "qcow2", ["file"] = File(basePath) },
+        };
+        return "json:" + JsonSerializer.Serialize(node);
+    }
+
+    /// <summary><c>qemu-img snapshot -c|-a|-d NAME</c> on a stopped image (a path or a <see cref="Chain"/>).</summary>
     public async Task SnapshotAsync(string operation, string path, string name, CancellationToken cancellationToken)
     {
         var (code, _, stderr) = await RunAsync(["snapshot", operation, name, path], cancellationToken);

@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using Stratus.Compute.Qemu.Launch;
 using Stratus.Compute.Qemu.Qmp;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
@@ -33,7 +33,8 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
     /// <summary>Serialises operations on this VM.</summary>
     public SemaphoreSlim Gate { get; } = new(1, 1);
 
-    public volatile Process? Process;
+    /// <summary>The QEMU process this driver started (null when adopted or stopped).</summary>
+    public volatile ChildProcess? Child;
 
     public int? Pid;
 

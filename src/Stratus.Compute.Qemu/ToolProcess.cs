@@ -54,4 +54,24 @@ internal static class ToolProcess
             return (process.ExitCode, await stdout, await stderr);
         }
     }
+
+    /// <summary>The absolute path of <paramref name="tool"/> (PATH, then the sbin and bin directories), or the name itself
+    /// when it is nowhere (exec then reports it missing). A path is returned as it is.</summary>
+    public static string Resolve(string tool)
+    {
+        if (tool.Contains('/', StringComparison.Ordinal))
+        {
+            return tool;
+        }
+
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Concat(["/usr/sbin", "/sbin", "/usr/bin", "/bin"]))
+        {
+            if (dir.Length > 0 && File.Exists(Path.Combine(dir, tool)))
+            {
+                return Path.Combine(dir, tool);
+            }
+        }
+
+        return tool;
+    }
 }

@@ -25,7 +25,12 @@ public sealed record MigrationOptions(
 /// <param name="Uri">Where the source sends the VM's state (QEMU migration URI, e.g. <c>tcp:127.0.0.1:PORT</c>).</param>
 /// <param name="DiskTarget">For a disk on a local pool: where the source mirrors the disk (an NBD export, e.g. <c>127.0.0.1:PORT:EXPORT</c>); null when the disk is on the shared pool.</param>
 /// <param name="Forwards">The host forwards the destination bound (they differ from the source's).</param>
-public sealed record IncomingMigration(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<PortForward> Forwards);
+public sealed record IncomingMigration(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<PortForward> Forwards)
+{
+    /// <summary>Why the destination cannot receive a post-copy migration (its hypervisor has no userfaultfd, say); null when
+    /// it can or does not know. A source asked for post-copy refuses such a target before anything moves.</summary>
+    public string? PostCopyUnavailable { get; init; }
+}
 
 /// <summary>A migration's progress as the source sees it (QEMU's query-migrate, in one shape for every driver).</summary>
 /// <param name="Status">"setup", "active", "postcopy-active", "device", "completed", "failed", "cancelled".</param>

@@ -39,7 +39,12 @@ public sealed record VmStatus(InstanceId Id, PowerState Power, int? Pid, IReadOn
 
 /// <summary>What a driver detects about the host it runs on.</summary>
 /// <param name="Accelerator">"kvm" when hardware virtualisation actually works, else "tcg" (or "sim").</param>
-public sealed record HostInventory(int Cores, long MemoryMib, long DiskGib, string Accelerator, string CpuModel, int CgroupVersion);
+public sealed record HostInventory(int Cores, long MemoryMib, long DiskGib, string Accelerator, string CpuModel, int CgroupVersion)
+{
+    /// <summary>Who the hypervisor processes run as: a user name ("stratus-qemu"), "root", or "root (fallback: reason)"
+    /// when dropping privileges failed on this host; null when the driver runs no processes (simulated).</summary>
+    public string? HypervisorUser { get; init; }
+}
 
 /// <summary>A VM changed state without being asked (crash, guest power-off).</summary>
 public sealed record VmEvent(InstanceId Id, PowerState Power, string Reason);

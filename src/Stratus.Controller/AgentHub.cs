@@ -37,7 +37,10 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
             throw new InvalidOperationException($"agent speaks protocol {r.ProtocolMajor}, controller {ProtocolVersion.Major}");
         }
         var host = await store.RegisterHostAsync(new HostRegistrationRecord(
-            r.Name, ResourceVector.Of(r.Cores, r.MemoryMib, r.DiskGib), DefaultReserved, DefaultRatios, "default", r.Accelerator, r.Driver, r.AgentPid),
+            r.Name, ResourceVector.Of(r.Cores, r.MemoryMib, r.DiskGib), DefaultReserved, DefaultRatios, "default", r.Accelerator, r.Driver, r.AgentPid)
+        {
+            HypervisorUser = r.HypervisorUser,
+        },
             time.GetUtcNow(), cancellationToken);
         _complete[host.Id] = false;
         return (host.Id, host.Epoch);

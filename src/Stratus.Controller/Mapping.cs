@@ -50,6 +50,7 @@ public static class Mapping
         h.Capacity.ToDto(), h.Used.ToDto(), servers, h.Generation, h.Epoch, h.LastHeartbeat)
     {
         Traits = h.Traits ?? [],
+        HypervisorUser = h.HypervisorUser,
     };
 
     public static AggregateDto ToDto(this Aggregate a) =>

@@ -71,6 +71,9 @@ public sealed record HostRegistration(
 
     /// <summary>Storage pools this host reaches ("local", "shared").</summary>
     public IReadOnlyList<string> StoragePools { get; init; } = ["local"];
+
+    /// <summary>Who the host's hypervisor processes run as ("stratus-qemu", "root (fallback: …)"); null when not reported.</summary>
+    public string? HypervisorUser { get; init; }
 }
 
 /// <summary>Agent → controller: a report of actual state for a host (full, level-triggered).</summary>
@@ -198,7 +201,11 @@ public sealed record BackupResult(string Kind, long SizeBytes, long VirtualSizeB
 public sealed record MigrationSettings(long? MaxDowntimeMs = null, bool AutoConverge = false, bool PostCopy = false, long? BandwidthBytesPerSecond = null);
 
 /// <summary>What a destination prepared for an incoming VM (see the driver contract).</summary>
-public sealed record IncomingMigrationInfo(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<ForwardSpec> Forwards);
+public sealed record IncomingMigrationInfo(InstanceId Id, string Uri, string? DiskTarget, IReadOnlyList<ForwardSpec> Forwards)
+{
+    /// <summary>Why the destination cannot receive post-copy; null when it can or does not say.</summary>
+    public string? PostCopyUnavailable { get; init; }
+}
 
 /// <summary>A migration's progress as the source reports it.</summary>
 public sealed record MigrationStatus(

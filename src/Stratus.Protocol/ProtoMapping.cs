@@ -25,6 +25,10 @@ public static class ProtoMapping
         };
         m.CpuFlags.AddRange(r.CpuFlags);
         m.StoragePools.AddRange(r.StoragePools);
+        if (r.HypervisorUser is not null)
+        {
+            m.HypervisorUser = r.HypervisorUser;
+        }
         return m;
     }
 
@@ -33,6 +37,7 @@ public static class ProtoMapping
         {
             CpuFlags = [.. m.CpuFlags],
             StoragePools = m.StoragePools.Count > 0 ? [.. m.StoragePools] : ["local"],
+            HypervisorUser = m.HasHypervisorUser ? m.HypervisorUser : null,
         };
 
     public static W.Forward ToProto(this ForwardSpec f) => new() { HostPort = f.HostPort, GuestPort = f.GuestPort };
@@ -140,12 +145,19 @@ public static class ProtoMapping
         {
             m.DiskTarget = i.DiskTarget;
         }
+        if (i.PostCopyUnavailable is not null)
+        {
+            m.PostCopyUnavailable = i.PostCopyUnavailable;
+        }
         m.Forwards.AddRange(i.Forwards.Select(ToProto));
         return m;
     }
 
     public static IncomingMigrationInfo FromProto(this W.IncomingMigration m) =>
-        new(new InstanceId(Guid.Parse(m.Id)), m.Uri, m.HasDiskTarget ? m.DiskTarget : null, [.. m.Forwards.Select(FromProto)]);
+        new(new InstanceId(Guid.Parse(m.Id)), m.Uri, m.HasDiskTarget ? m.DiskTarget : null, [.. m.Forwards.Select(FromProto)])
+        {
+            PostCopyUnavailable = m.HasPostCopyUnavailable ? m.PostCopyUnavailable : null,
+        };
 
     public static W.MigrationProgress ToProto(this MigrationStatus s, long requestId)
     {

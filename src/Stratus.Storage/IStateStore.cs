@@ -22,7 +22,11 @@ public sealed record HostClaimRecord(HostId Host, long ExpectedGeneration, Resou
 public sealed record GroupClaim(Guid GroupId, long ExpectedGeneration);
 
 /// <summary>A host as an agent registers it.</summary>
-public sealed record HostRegistrationRecord(string Name, ResourceVector Total, ResourceVector Reserved, AllocationRatios Ratios, string Zone, string Accelerator, string Driver, int? AgentPid);
+public sealed record HostRegistrationRecord(string Name, ResourceVector Total, ResourceVector Reserved, AllocationRatios Ratios, string Zone, string Accelerator, string Driver, int? AgentPid)
+{
+    /// <summary>Who the host's hypervisor processes run as, as its agent reports it (null: not reported).</summary>
+    public string? HypervisorUser { get; init; }
+}
 
 /// <summary>How a compare-and-swap write ended.</summary>
 public enum CasOutcome

@@ -144,6 +144,37 @@ public sealed class DataProtectionTests : IAsyncLifetime
     /// the full each boot into their own point in time, and a flipped byte in the full is found.
     /// </summary>
     [Fact]
+    public async Task Backup_OverlayHeaderRewrittenToAHostFile_BackupHoldsTheRealBase()
+    {
+        // QEMU (stratus-qemu) holds the overlay open read-write, so one taken over by its guest can rewrite the overlay's
+        // header to name any host file as its base; qemu-img runs as root. Here the header is rewritten from outside, as
+        // that QEMU would through its descriptor, and the backup must still be the real base (never the host file).
+        var dir = Path.Combine(_data, "header");
+        Directory.CreateDirectory(dir);
+        var image = Path.Combine(dir, "base.qcow2");
+        Assert.Equal(0, (await RunAsync("qemu-img", ["create", "-q", "-f", "qcow2", image, "64M"])).Code);
+        Assert.Equal(0, (await RunAsync("qemu-io", ["-c", "write -P 0x5a 0 4M", image])).Code);
+        var secret = Path.Combine(dir, "host-secret");
+        await File.WriteAllTextAsync(secret, string.Concat(Enumerable.Repeat("STRATUS-HOST-SECRET\n", 50_000)));
+        var id = InstanceId.New();
+        _ids.Add(id);
+        var spec = TestEnvironment.BareSpec(id) with { DiskGib = 1, ImagePath = image, ImageFormat = "qcow2" };
+        await _driver.CreateAsync(spec, CancellationToken.None);
+        await _driver.StopAsync(id, TimeSpan.Zero, CancellationToken.None);
+        var overlay = Path.Combine(_data, "vms", id.ToString(), "disk.qcow2");
+        var rebase = await RunAsync("qemu-img", ["rebase", "-u", "-b", secret, "-F", "raw", overlay]);
+        Assert.True(rebase.Code == 0, rebase.Output);
+
+        await _driver.BackupAsync(id, Path.Combine(_data, "backups", "header"), null, CancellationToken.None);
+        await _driver.CreateSnapshotAsync(id, "after", withMemory: false, CancellationToken.None);
+        await _driver.RevertSnapshotAsync(id, "after", CancellationToken.None);
+
+        var backup = Path.Combine(_data, "backups", "header", "disk.qcow2");
+        var compare = await RunAsync("qemu-img", ["compare", "-U", backup, image]);
+        Assert.True(compare.Code == 0, "the backup is not the VM's real base: " + compare.Output);
+    }
+
+    [Fact]
     public async Task Backup_FullThenIncrementals_EachRestoresItsPointInTime_RevertRestartsChain_DamagedLinkFound()
     {
         var ct = CancellationToken.None;

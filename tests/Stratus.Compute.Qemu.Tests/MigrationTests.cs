@@ -30,6 +30,21 @@ public sealed class MigrationFixture : IAsyncLifetime
         B = new QemuDriver(OptionsFor(DataB, "stratus-test-b"));
     }
 
+    /// <summary>A third host whose QEMU runs as root (<see cref="QemuDriverOptions.QemuUser"/> null), created on first use:
+    /// the post-copy destination where unprivileged QEMU gets no userfaultfd.</summary>
+    public QemuDriver RootDestination()
+    {
+        lock (_rootGate)
+        {
+            return _root ??= new QemuDriver(OptionsFor(DataC, "stratus-test-c", o => o.QemuUser = null));
+        }
+    }
+
+    private readonly Lock _rootGate = new();
+    private QemuDriver? _root;
+
+    public string DataC { get; } = TestEnvironment.NewDataDirectory();
+
     /// <summary>Every VM id a test used, for the final clean-up.</summary>
     public ConcurrentBag<InstanceId> Ids { get; } = [];
 
@@ -38,12 +53,13 @@ public sealed class MigrationFixture : IAsyncLifetime
 
     public int SurvivorPort { get; private set; }
 
-    public QemuDriverOptions OptionsFor(string dataDir, string cgroupParent)
+    public QemuDriverOptions OptionsFor(string dataDir, string cgroupParent, Action<QemuDriverOptions>? configure = null)
     {
         var options = TestEnvironment.Options(dataDir);
         options.SharedPoolDirectory = SharedPool;
         options.CgroupParent = cgroupParent;
         options.GracefulStopTimeout = TimeSpan.FromSeconds(10);
+        configure?.Invoke(options);
         return options;
     }
 
@@ -65,6 +81,12 @@ public sealed class MigrationFixture : IAsyncLifetime
             await B.AbortIncomingAsync(id, CancellationToken.None);
             await A.DestroyAsync(id, CancellationToken.None);
             await B.DestroyAsync(id, CancellationToken.None);
+            if (_root is not null)
+            {
+                await _root.AbortIncomingAsync(id, CancellationToken.None);
+                await _root.DestroyAsync(id, CancellationToken.None);
+            }
+
             foreach (var pid in TestEnvironment.QemuPidsOf(id))
             {
                 using var p = Process.GetProcessById(pid);
@@ -74,8 +96,14 @@ public sealed class MigrationFixture : IAsyncLifetime
 
         await A.DisposeAsync();
         await B.DisposeAsync();
+        if (_root is not null)
+        {
+            await _root.DisposeAsync();
+        }
+
         TestEnvironment.DeleteDirectory(DataA);
         TestEnvironment.DeleteDirectory(DataB);
+        TestEnvironment.DeleteDirectory(DataC);
         TestEnvironment.DeleteDirectory(SharedPool);
     }
 }
@@ -260,13 +288,18 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
             echo DIRTY-STARTED
             while :; do for i in 0 4 8 12; do dd if=/run/src of=/run/buf bs=1M seek=$i conv=notrunc 2>/dev/null; done; done
             """;
+        // Post-copy needs userfaultfd in the destination's QEMU. QEMU 7.2 running as an unprivileged user gets it only with
+        // vm.unprivileged_userfaultfd=1; without that, the destination here is a host whose QEMU runs as root (the source
+        // stays unprivileged: it needs no userfaultfd). The refusal is the next test.
+        var destination = UnprivilegedUserfaultfd() ? hosts.B : hosts.RootDestination();
         var (spec, _) = await BootAsync(hosts.A, StoragePools.Shared, Dirty.Replace("\r", "", StringComparison.Ordinal) + "\n");
         await TestEnvironment.WaitForConsoleAsync(hosts.A, spec.Id, "DIRTY-STARTED", Boot);
-        var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        var incoming = await destination.PrepareIncomingAsync(spec, CancellationToken.None);
+        Assert.Null(incoming.PostCopyUnavailable);
         var log = new ProgressLog();
         var options = new MigrationOptions(MaxDowntime: TimeSpan.FromMilliseconds(1), PostCopy: true, BandwidthBytesPerSecond: 40_000_000);
         var final = await hosts.A.MigrateOutAsync(spec.Id, incoming, options, log, CancellationToken.None);
-        var arrived = await hosts.B.CompleteIncomingAsync(spec.Id, CancellationToken.None);
+        var arrived = await destination.CompleteIncomingAsync(spec.Id, CancellationToken.None);
         await hosts.A.CompleteOutgoingAsync(spec.Id, CancellationToken.None);
 
         Assert.Equal("completed", final.Status);
@@ -274,7 +307,35 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.Contains($"id={spec.Id}\n", await TestEnvironment.WaitForHttpAsync(arrived.Forwards.Single().HostPort, TimeSpan.FromSeconds(20)), StringComparison.Ordinal);
         Assert.Single(TestEnvironment.QemuPidsOf(spec.Id));
         output.WriteLine($"post-copy migration: {final.TotalTimeMs} ms, downtime {final.DowntimeMs} ms, statuses {string.Join(",", log.Reports.Select(r => r.Status).Distinct())}");
-        await hosts.B.DestroyAsync(spec.Id, CancellationToken.None);
+        await destination.DestroyAsync(spec.Id, CancellationToken.None);
+    }
+
+    private static bool UnprivilegedUserfaultfd() => File.ReadAllText("/proc/sys/vm/unprivileged_userfaultfd").Trim() == "1";
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyToUnprivilegedDestination_RefusedWithoutUserfaultfd()
+    {
+        // Host B's QEMU runs as stratus-qemu; with vm.unprivileged_userfaultfd=0 (the kernel's default) it has no userfaultfd.
+        var id = hosts.Survivor;
+        var spec = await TestEnvironment.TinySpecAsync(id, null) with { StoragePool = StoragePools.Shared };
+        var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        if (UnprivilegedUserfaultfd())
+        {
+            Assert.Null(incoming.PostCopyUnavailable);
+            await hosts.B.AbortIncomingAsync(id, CancellationToken.None);
+            return;
+        }
+
+        Assert.Contains("vm.unprivileged_userfaultfd=1", incoming.PostCopyUnavailable, StringComparison.Ordinal);
+
+        var e = await Assert.ThrowsAsync<ComputeException>(() => hosts.A.MigrateOutAsync(id, incoming, new MigrationOptions(PostCopy: true), null, CancellationToken.None));
+
+        Assert.Equal("migration_failed", e.Code);
+        Assert.Contains("cannot receive a post-copy migration", e.Message, StringComparison.Ordinal);
+        Assert.Equal(PowerState.Running, (await hosts.A.GetStatusAsync(id, CancellationToken.None))!.Power);
+        Assert.Contains($"id={id}", await TestEnvironment.WaitForHttpAsync(hosts.SurvivorPort, TimeSpan.FromSeconds(10)), StringComparison.Ordinal);
+        await hosts.B.AbortIncomingAsync(id, CancellationToken.None);
+        Assert.Single(TestEnvironment.QemuPidsOf(id));
     }
 
     /// <summary>Waits for /token.txt to show <paramref name="token"/> with a guest uptime ≥ <paramref name="minUptime"/>; returns that uptime.</summary>

@@ -76,6 +76,7 @@ public sealed class QemuScenarioTests : IAsyncLifetime
         var host = (await S("host", "list", "-o", "json")).Ok().Json()[0];
         Assert.Equal("qemu", host.GetProperty("driver").GetString());
         Assert.Contains(host.GetProperty("accelerator").GetString(), new[] { "kvm", "tcg" });
+        Assert.Equal("stratus-qemu", host.GetProperty("hypervisor_user").GetString());
 
         (await S("keypair", "create", "k1")).Ok();
         var userData = Path.Combine(_data, "user-data.sh");
@@ -124,6 +125,8 @@ public sealed class QemuScenarioTests : IAsyncLifetime
         // SIGKILL of the controller: the same QEMU process is adopted and still serves.
         var pids = QemuPids(id);
         Assert.Single(pids);
+        var uid = File.ReadLines($"/proc/{pids[0]}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal));
+        Assert.DoesNotContain("\t0", uid, StringComparison.Ordinal);
         var controller = int.Parse(File.ReadAllText(Path.Combine(_data, "stratusd.pid")).Trim(), CultureInfo.InvariantCulture);
         Process.GetProcessById(controller).Kill();
         await Task.Delay(500);

@@ -115,7 +115,18 @@ public sealed class QmpClient : IAsyncDisposable
 
     /// <summary>Runs a command and returns its <c>return</c> value. Throws <see cref="QmpException"/> on a QMP error,
     /// <see cref="TimeoutException"/> after the timeout, <see cref="IOException"/> when the connection closes.</summary>
-    public async Task<JsonElement> ExecuteAsync(string command, object? arguments, CancellationToken cancellationToken, TimeSpan? timeout = null)
+    public Task<JsonElement> ExecuteAsync(string command, object? arguments, CancellationToken cancellationToken, TimeSpan? timeout = null) =>
+        SendAsync(command, arguments, -1, timeout, cancellationToken);
+
+    /// <summary>
+    /// Runs a command that takes a file descriptor (<c>add-fd</c>, <c>getfd</c>): <paramref name="fd"/> travels with the
+    /// command's bytes as SCM_RIGHTS ancillary data, as QEMU expects, so a QEMU that may not open a path can still be given
+    /// exactly one open file.
+    /// </summary>
+    public Task<JsonElement> ExecuteWithFdAsync(string command, object? arguments, int fd, CancellationToken cancellationToken, TimeSpan? timeout = null) =>
+        SendAsync(command, arguments, fd, timeout, cancellationToken);
+
+    private async Task<JsonElement> SendAsync(string command, object? arguments, int fd, TimeSpan? timeout, CancellationToken cancellationToken)
     {
         var id = Interlocked.Increment(ref _nextId);
         var tcs = new TaskCompletionSource<JsonElement>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -132,7 +143,14 @@ public sealed class QmpClient : IAsyncDisposable
             await _writeLock.WaitAsync(cancellationToken);
             try
             {
-                await _stream.WriteAsync(bytes, cancellationToken);
+                if (fd >= 0)
+                {
+                    Launch.Native.SendWithFd(_socket.Handle, bytes, fd);
+                }
+                else
+                {
+                    await _stream.WriteAsync(bytes, cancellationToken);
+                }
             }
             finally
             {

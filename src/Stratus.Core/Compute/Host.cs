@@ -26,6 +26,7 @@ public enum HostState
 /// <param name="Generation">Bumped on every claim or release against this host; claims compare-and-swap on it.</param>
 /// <param name="Epoch">Fencing token: bumped when the host is declared failed.</param>
 /// <param name="Used">Sum of the allocations held on this host (the ledger's per-host total).</param>
+/// <param name="HypervisorUser">Who the host's hypervisor processes run as, as its agent reported it (null: not reported).</param>
 public sealed record Host(
     HostId Id,
     string Name,
@@ -42,7 +43,8 @@ public sealed record Host(
     int? AgentPid,
     DateTimeOffset? LastHeartbeat,
     DateTimeOffset CreatedAt,
-    IReadOnlyList<string>? Traits = null)
+    IReadOnlyList<string>? Traits = null,
+    string? HypervisorUser = null)
 {
     /// <summary>Capacity under the allocation ratios, after reserved resources.</summary>
     public ResourceVector Capacity => Ratios.Capacity(Total, Reserved);

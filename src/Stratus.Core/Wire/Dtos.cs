@@ -202,6 +202,10 @@ public sealed record HostDto(
 {
     /// <summary>The host's traits.</summary>
     public IReadOnlyList<string> Traits { get; init; } = [];
+
+    /// <summary>Who the host's hypervisor processes run as: "stratus-qemu", "root", "root (fallback: why)"; null when the
+    /// agent does not say (simulated hosts).</summary>
+    public string? HypervisorUser { get; init; }
 }
 
 /// <summary>An amount of resources on the wire: vCPUs may be fractional.</summary>

@@ -192,7 +192,7 @@ public sealed partial class SqliteStateStore : IStateStore
 
     // ---------- hosts ----------
 
-    private const string HostCols = "id,name,state,total_cpu_milli,total_mem_mib,total_disk_gib,reserved_cpu_milli,reserved_mem_mib,reserved_disk_gib,ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,used_cpu_milli,used_mem_mib,used_disk_gib,generation,epoch,zone,accelerator,driver,agent_pid,last_heartbeat,created_at,traits";
+    private const string HostCols = "id,name,state,total_cpu_milli,total_mem_mib,total_disk_gib,reserved_cpu_milli,reserved_mem_mib,reserved_disk_gib,ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,used_cpu_milli,used_mem_mib,used_disk_gib,generation,epoch,zone,accelerator,driver,agent_pid,last_heartbeat,created_at,traits,hypervisor_user";
 
     private static Host ReadHost(SqliteDataReader r) => new(
         new HostId(Guid.Parse(r.GetString(0))), r.GetString(1), Names.ParseHostState(r.GetString(2)) ?? HostState.Down,
@@ -202,13 +202,14 @@ public sealed partial class SqliteStateStore : IStateStore
         new ResourceVector(r.GetInt64(12), r.GetInt64(13), r.GetInt64(14)),
         r.GetInt64(15), r.GetInt64(16), r.GetString(17), r.GetString(18), r.GetString(19),
         r.IsDBNull(20) ? null : r.GetInt32(20), r.IsDBNull(21) ? null : Date(r.GetString(21)), Date(r.GetString(22)),
-        r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)));
+        r.IsDBNull(23) ? null : JsonSerializer.Deserialize<List<string>>(r.GetString(23)),
+        r.IsDBNull(24) ? null : r.GetString(24));
 
     public Task<Host> RegisterHostAsync(HostRegistrationRecord reg, DateTimeOffset now, CancellationToken cancellationToken) => WriteAsync(async (c, tx) =>
     {
         await using (var up = Cmd(c, tx, """
             UPDATE hosts SET total_cpu_milli=$tc,total_mem_mib=$tm,total_disk_gib=$td,reserved_cpu_milli=$rc,reserved_mem_mib=$rm,reserved_disk_gib=$rd,
-              accelerator=$acc,driver=$drv,agent_pid=$pid,last_heartbeat=$now,
+              accelerator=$acc,driver=$drv,agent_pid=$pid,hypervisor_user=$hvu,last_heartbeat=$now,
               state=CASE WHEN state IN ('down','failed') THEN 'up' ELSE state END, generation=generation+1
             WHERE name=$n
             """))
@@ -218,8 +219,8 @@ public sealed partial class SqliteStateStore : IStateStore
             {
                 await using var ins = Cmd(c, tx, $"""
                     INSERT INTO hosts(id,name,state,total_cpu_milli,total_mem_mib,total_disk_gib,reserved_cpu_milli,reserved_mem_mib,reserved_disk_gib,
-                      ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,zone,accelerator,driver,agent_pid,last_heartbeat,created_at)
-                    VALUES ($id,$n,'up',$tc,$tm,$td,$rc,$rm,$rd,$qc,$qm,$qd,$z,$acc,$drv,$pid,$now,$now)
+                      ratio_cpu_permille,ratio_ram_permille,ratio_disk_permille,zone,accelerator,driver,agent_pid,hypervisor_user,last_heartbeat,created_at)
+                    VALUES ($id,$n,'up',$tc,$tm,$td,$rc,$rm,$rd,$qc,$qm,$qd,$z,$acc,$drv,$pid,$hvu,$now,$now)
                     """);
                 Bind(ins, reg, now);
                 ins.Parameters.AddWithValue("$id", HostId.New().ToString());
@@ -249,6 +250,7 @@ public sealed partial class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$acc", reg.Accelerator);
         cmd.Parameters.AddWithValue("$drv", reg.Driver);
         cmd.Parameters.AddWithValue("$pid", (object?)reg.AgentPid ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$hvu", (object?)reg.HypervisorUser ?? DBNull.Value);
         cmd.Parameters.AddWithValue("$now", now.ToString("O"));
     }
 

@@ -264,6 +264,25 @@ public abstract partial class StateStoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RegisterHost_HypervisorUser_StoredAndRefreshed()
+    {
+        var registration = new HostRegistrationRecord("hv", ResourceVector.Of(8, 8192, 100), ResourceVector.Zero,
+            AllocationRatios.Default, "default", "tcg", "qemu", 7)
+        {
+            HypervisorUser = "stratus-qemu",
+        };
+        var first = await Store.RegisterHostAsync(registration, T0, Ct);
+        Assert.Equal("stratus-qemu", first.HypervisorUser);
+        Assert.Equal("stratus-qemu", (await Store.GetHostAsync(first.Id, Ct))!.HypervisorUser);
+
+        var again = await Store.RegisterHostAsync(registration with { HypervisorUser = "root (fallback: setpriv failed)" }, T0.AddMinutes(1), Ct);
+
+        Assert.Equal(first.Id, again.Id);
+        Assert.Equal("root (fallback: setpriv failed)", (await Store.FindHostAsync("hv", Ct))!.HypervisorUser);
+        Assert.Null((await HostAsync("no-report")).HypervisorUser);
+    }
+
+    [Fact]
     public async Task FinishAction_NewestOpenEntry_Finished()
     {
         var i = NewInstance("log", ResourceVector.Of(1, 256, 1));
