@@ -17,7 +17,7 @@ public sealed class ResizeApiTests : IAsyncLifetime
 {
     private readonly TestCloud _cloud = new() { Hosts = 0, WaitReady = false };
     private readonly Dictionary<string, SimulatedDriver> _drivers = [];
-    private readonly List<AgentRuntime> _agents = [];
+    private readonly List<(AgentRuntime Agent, GrpcControllerClient Client)> _agents = [];
 
     private StratusClient C => _cloud.Client;
 
@@ -34,7 +34,7 @@ public sealed class ResizeApiTests : IAsyncLifetime
                 driver, client, NullLogger.Instance);
             client.Bind(agent);
             _drivers[name] = driver;
-            _agents.Add(agent);
+            _agents.Add((agent, client));
             await agent.StartAsync(CancellationToken.None);
         }
         var deadline = DateTime.UtcNow.AddSeconds(20);
@@ -54,9 +54,14 @@ public sealed class ResizeApiTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        foreach (var a in _agents)
+        foreach (var (agent, client) in _agents)
         {
-            await a.DisposeAsync();
+            await client.DisposeAsync();
+            await agent.DisposeAsync();
+        }
+        foreach (var d in _drivers.Values)
+        {
+            await d.DisposeAsync();
         }
         await _cloud.DisposeAsync();
     }
