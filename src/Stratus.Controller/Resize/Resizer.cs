@@ -111,7 +111,8 @@ public sealed partial class Resizer(
         var summary = decision.RefusalReason;
         if (refusal is null && decision.NeedsMove)
         {
-            var placement = allowMove ? await reconciler.PlanMoveAsync(inst with { Resources = to.Resources }, null, new HashSet<HostId>(), ct) : null;
+            var others = hub.ConnectedHosts.Count(h => h != inst.HostId);
+            var placement = allowMove && others > 0 ? await reconciler.PlanMoveAsync(inst with { Resources = to.Resources }, null, new HashSet<HostId>(), ct) : null;
             if (placement is Placed p && await store.GetHostAsync(p.Host, ct) is { } dest)
             {
                 moveTo = dest;
@@ -123,7 +124,8 @@ public sealed partial class Resizer(
                 {
                     Unschedulable u => string.Join("; ", u.Reasons),
                     UnschedulableAndUnresolvable u => string.Join("; ", u.Reasons),
-                    null => "the server was just moved",
+                    null when !allowMove => "the server was just moved",
+                    null => "there is no other connected host",
                     _ => "no other connected host of the same driver",
                 };
                 refusal = "no_capacity";
