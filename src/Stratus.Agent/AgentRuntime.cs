@@ -175,7 +175,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
 
     private async Task ReconcileAsync(InstanceId id, CancellationToken ct)
     {
-        if (!_desired.TryGetValue(id, out var d) || IsMigrating(id) || _reverting.ContainsKey(id))
+        if (!_desired.TryGetValue(id, out var d) || IsMigrating(id) || _reverting.ContainsKey(id) || _resizing.ContainsKey(id))
         {
             return;
         }
@@ -280,11 +280,11 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         {
             var cmdline = File.Exists(Path.Combine(dir, "cmdline")) ? File.ReadAllText(Path.Combine(dir, "cmdline")).Trim() : "console=ttyS0";
             return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, Path.Combine(dir, "disk.qcow2"), "qcow2",
-                Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline, d.UserData, d.PublicKeys, forwards, d.Vcpus, d.MemoryMib,
+                Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline, d.UserData, d.PublicKeys, forwards, Math.Max(d.MaxVcpus, d.Vcpus), Math.Max(d.MaxMemoryMib, d.MemoryMib),
                 StoragePool: d.StoragePool);
         }
         return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, d.ImageRef, d.ImageFormat, null, null, null, d.UserData, d.PublicKeys,
-            forwards, d.Vcpus, d.MemoryMib, StoragePool: d.StoragePool);
+            forwards, Math.Max(d.MaxVcpus, d.Vcpus), Math.Max(d.MaxMemoryMib, d.MemoryMib), StoragePool: d.StoragePool);
     }
 
     private async Task HeartbeatLoopAsync(CancellationToken ct)

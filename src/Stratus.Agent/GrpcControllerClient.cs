@@ -334,6 +334,9 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
                 case Request.OpOneofCase.Backup:
                     reply.Backup = (await session.BackupAsync(Id(r.Backup.Id), r.Backup.TargetDirectory, r.Backup.HasIncrementalFrom ? r.Backup.IncrementalFrom : null, ct)).ToProto();
                     break;
+                case Request.OpOneofCase.Resize:
+                    reply.Resize = (await session.ResizeAsync(r.Resize.FromProto(), ct)).ToProto();
+                    break;
                 case Request.OpOneofCase.ShutdownVms:
                     await session.ShutdownVmsAsync(TimeSpan.FromMilliseconds(r.ShutdownVms.GracefulMs), ct);
                     reply.Done = true;

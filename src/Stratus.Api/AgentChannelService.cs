@@ -265,6 +265,9 @@ public sealed class RemoteAgentSession(HostId hostId) : IAgentSession
     public async Task<IReadOnlyList<VmSnapshot>> ListSnapshotsAsync(InstanceId id, CancellationToken cancellationToken) =>
         [.. (await CallAsync(new Request { ListSnapshots = new VmRequest { Id = id.ToString() } }, cancellationToken)).Snapshots.Snapshots.Select(s => s.FromProto())];
 
+    public async Task<ResizeReport> ResizeAsync(ResizeOrder order, CancellationToken cancellationToken) =>
+        (await CallAsync(new Request { Resize = order.ToProto() }, cancellationToken)).Resize.FromProto();
+
     public async Task<ActualVm> RevertSnapshotAsync(InstanceId id, string name, CancellationToken cancellationToken) =>
         (await CallAsync(new Request { RevertSnapshot = new SnapshotRequest { Id = id.ToString(), Name = name } }, cancellationToken)).Vm.FromProto();
 

@@ -190,6 +190,25 @@ public static class Endpoints
             var (req, err) = await Http.ReadAsync<MigrateRequest>(ctx);
             return err ?? Http.From(ctx, await migrator.StartAsync(reference, req!, Caller.Of(ctx).Actor, ctx.RequestAborted), i => i.ToDto(null) with { Migration = migrator.View(i.Id) }, 202);
         });
+        v1.MapPost("/servers/{reference}/resize", async (HttpContext ctx, string reference, Controller.Resize.Resizer resizer) =>
+        {
+            var (req, err) = await Http.ReadAsync<ResizeRequest>(ctx);
+            return err ?? Http.From(ctx, await resizer.ResizeAsync(reference, req!, Caller.Of(ctx).Actor, Caller.Of(ctx).Scope, ctx.RequestAborted), r => r);
+        });
+        v1.MapGet("/servers/{reference}/resize/plan", async (HttpContext ctx, string reference, Controller.Resize.Resizer resizer) =>
+        {
+            var q = ctx.Request.Query;
+            var unknown = q.Keys.Where(k => k is not ("flavor" or "mode")).Select(k => new FieldError(k, "unknown", "is not a known parameter")).ToList();
+            if (unknown.Count > 0)
+            {
+                return Http.Problem(ctx, Problem.Validation(unknown));
+            }
+            return Http.From(ctx, await resizer.PlanAsync(reference, q["flavor"].FirstOrDefault(), q["mode"].FirstOrDefault(), Caller.Of(ctx).Scope, ctx.RequestAborted), p => p);
+        });
+        v1.MapPost("/servers/{reference}/resize/confirm", async (HttpContext ctx, string reference, Controller.Resize.Resizer resizer) =>
+            Http.From(ctx, await resizer.ConfirmAsync(reference, Caller.Of(ctx).Actor, ctx.RequestAborted), r => r));
+        v1.MapPost("/servers/{reference}/resize/revert", async (HttpContext ctx, string reference, Controller.Resize.Resizer resizer) =>
+            Http.From(ctx, await resizer.RevertAsync(reference, Caller.Of(ctx).Actor, ctx.RequestAborted), r => r));
         v1.MapPut("/servers/{reference}/ha", async (HttpContext ctx, string reference, CloudService cloud) =>
         {
             var (req, err) = await Http.ReadAsync<HaRequest>(ctx);

@@ -179,6 +179,7 @@ namespace Stratus.Api
             builder.Services.AddSingleton<Controller.Identity.AuditLog>();
             Hardening.AddRateLimits(builder.Services, options);
             builder.Services.AddSingleton<Migrator>();
+            builder.Services.AddSingleton<Controller.Resize.Resizer>();
             builder.Services.AddSingleton(new HaOptions
             {
                 SharedPool = options.SharedPool,

@@ -220,9 +220,11 @@ public static class Commands
         var pool = new Option<string?>("--storage-pool") { Description = "local or shared (default: shared when the cloud has a shared pool)" };
         var ha = new Option<bool>("--ha") { Description = "HA-protected: restarted on another host when its host fails (disk on the shared pool)" };
         var haPriority = new Option<int?>("--ha-priority") { Description = "Recovery order among HA servers, higher first (0–1000)" };
+        var maxVcpus = new Option<int?>("--max-vcpus") { Description = "Live resize ceiling for vCPUs (default 4× the flavor's, capped by the largest host)" };
+        var maxRam = new Option<long?>("--max-ram") { Description = "Live resize ceiling for memory, MiB (default 4× the flavor's, capped by the largest host)" };
         var wait = WaitOption();
         var o = OutputOption();
-        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, count, aon, forward, idem, pool, ha, haPriority, wait, o };
+        var create = new Command("create", "Create a server") { name, flavor, image, userData, key, zone, group, trait, count, aon, forward, idem, pool, ha, haPriority, maxVcpus, maxRam, wait, o };
         create.SetAction((r, ct) => Api(r, async c =>
         {
             var forwards = new List<ForwardDto>();
@@ -251,6 +253,8 @@ public static class Commands
                 StoragePool = r.GetValue(pool),
                 Ha = r.GetValue(ha) ? true : null,
                 HaPriority = r.GetValue(haPriority),
+                MaxVcpus = r.GetValue(maxVcpus),
+                MaxRamMib = r.GetValue(maxRam),
             };
             if (req.Count is > 1)
             {
@@ -360,6 +364,7 @@ public static class Commands
         }
 
         cmd.Subcommands.Add(MigrationCommands.ServerMigrate(Api, OutputOption));
+        cmd.Subcommands.Add(ResizeCommands.ServerResize(Api, OutputOption));
         cmd.Subcommands.Add(HaCommands.ServerHa(Api, OutputOption));
         cmd.Subcommands.Add(DataProtectionCommands.Snapshot(Api, OutputOption));
         cmd.Subcommands.Add(DataProtectionCommands.Backup(Api, OutputOption));

@@ -149,6 +149,14 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public Task<HostDto> GetHostAsync(string reference, CancellationToken ct = default) => GetAsync<HostDto>($"v1/hosts/{Esc(reference)}", ct);
     public Task<ServerDto> MigrateServerAsync(string reference, MigrateRequest r, CancellationToken ct = default) =>
         SendAsync<ServerDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/migrate", r, null, ct);
+    public Task<ResizeResultDto> ResizeServerAsync(string reference, ResizeRequest r, CancellationToken ct = default) =>
+        SendAsync<ResizeResultDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/resize", r, null, ct);
+    public Task<ResizePlanDto> PlanResizeAsync(string reference, string flavor, string? mode = null, CancellationToken ct = default) =>
+        GetAsync<ResizePlanDto>($"v1/servers/{Esc(reference)}/resize/plan" + Query(("flavor", flavor), ("mode", mode)), ct);
+    public Task<ResizeResultDto> ConfirmResizeAsync(string reference, CancellationToken ct = default) =>
+        SendAsync<ResizeResultDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/resize/confirm", null, null, ct);
+    public Task<ResizeResultDto> RevertResizeAsync(string reference, CancellationToken ct = default) =>
+        SendAsync<ResizeResultDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/resize/revert", null, null, ct);
     public Task<SnapshotDto> CreateSnapshotAsync(string reference, CreateSnapshotRequest r, CancellationToken ct = default) =>
         SendAsync<SnapshotDto>(HttpMethod.Post, $"v1/servers/{Esc(reference)}/snapshots", r, null, ct);
     public Task<List<SnapshotDto>> ListSnapshotsAsync(string reference, CancellationToken ct = default) =>

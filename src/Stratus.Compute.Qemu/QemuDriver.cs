@@ -395,6 +395,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             ProbePort(vm.Id, f.HostPort, f.Protocol, explicitPort: true);
         }
 
+        vm.Live = new LiveSize(vm.Spec.Vcpus, vm.Spec.MemoryMib, []);
         await WriteCgroupAsync(vm, cancellationToken);
 
         TrimLog(vm.ConsolePath);
@@ -586,7 +587,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             quota = null;
         }
         var overhead = await MemoryOverheadMibAsync(cancellationToken);
-        await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (vm.Spec.MemoryMib + overhead) * 1024L * 1024, vm.Spec.Vcpus, Environment.ProcessorCount), cancellationToken);
+        await _cgroups.CreateAsync(vm.CgroupName, new CgroupLimits(quota, _options.CpuPeriodMicroseconds, (Math.Max(vm.Spec.MemoryMib, vm.Live?.PluggedMemoryMib ?? 0) + overhead) * 1024L * 1024, vm.Spec.Vcpus, Environment.ProcessorCount), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -708,6 +709,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         var b = spec.Id.Value.ToByteArray();
         args.AddRange(["-netdev", netdev, "-device", $"virtio-net-pci,netdev=net0,id=nic0,mac=52:54:00:{b[13]:x2}:{b[14]:x2}:{b[15]:x2}"]);
         args.AddRange(["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]);
+        args.AddRange(["-device", "virtio-balloon-pci,id=balloon0"]);
         if (spec.KernelPath is not null)
         {
             args.AddRange(["-kernel", $"/proc/self/fd/{Fd.Kernel}"]);
@@ -930,7 +932,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
     private async Task SaveStateAsync(QemuVm vm, CancellationToken cancellationToken)
     {
         var tmp = vm.StatePath + ".tmp";
-        await File.WriteAllTextAsync(tmp, JsonSerializer.Serialize(new VmStateFile(vm.Pid, vm.Power, vm.Forwards, vm.CpuCapCores), Json), cancellationToken);
+        await File.WriteAllTextAsync(tmp, JsonSerializer.Serialize(new VmStateFile(vm.Pid, vm.Power, vm.Forwards, vm.CpuCapCores, vm.Pid is null ? null : vm.Live), Json), cancellationToken);
         File.Move(tmp, vm.StatePath, overwrite: true);
     }
 
@@ -989,6 +991,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         var vm = new QemuVm(id, dir, spec, state.Forwards, DiskDirectoryFor(spec, dir))
         {
             CpuCapCores = state.CpuCapCores,
+            Live = state.Live ?? new LiveSize(spec.Vcpus, spec.MemoryMib, []),
             QmpPath = QmpPathFor(id, dir),
             Incoming = incoming,
             NbdServing = incoming?.DiskTarget is not null,

@@ -89,6 +89,9 @@ public sealed class QemuDriverOptions
     /// <summary>CFS period for CPU caps, in microseconds. 1000–1000000.</summary>
     public int CpuPeriodMicroseconds { get; set; } = 100_000;
 
+    /// <summary>How long a live resize waits for the guest's report to show the new CPUs and memory before rolling back. 1–300 s.</summary>
+    public TimeSpan ResizeGuestTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Largest user-data accepted, in bytes (the config drive must hold it). 1 KiB–16 MiB.</summary>
     public int MaxUserDataBytes { get; set; } = 64 * 1024;
 
@@ -132,6 +135,7 @@ public sealed class QemuDriverOptions
         if (string.IsNullOrWhiteSpace(CgroupParent) || CgroupParent.Contains('/', StringComparison.Ordinal) || CgroupParent.StartsWith('.')) errors.Add("CgroupParent must be a plain directory name");
         if (MemoryOverheadMib is { } m && m is < 16 or > 4096) errors.Add("MemoryOverheadMib must be 16–4096");
         if (CpuPeriodMicroseconds is < 1000 or > 1_000_000) errors.Add("CpuPeriodMicroseconds must be 1000–1000000");
+        if (ResizeGuestTimeout < TimeSpan.FromSeconds(1) || ResizeGuestTimeout > TimeSpan.FromSeconds(300)) errors.Add("ResizeGuestTimeout must be 1–300 s");
         if (MaxUserDataBytes is < 1024 or > 16 * 1024 * 1024) errors.Add("MaxUserDataBytes must be 1 KiB–16 MiB");
         if (QemuUser is not null && (QemuUser.Length is 0 or > 32 || QemuUser == "root" || !QemuUser.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-') || QemuUser[0] == '-'))
         {

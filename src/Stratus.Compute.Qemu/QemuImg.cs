@@ -122,6 +122,16 @@ public sealed class QemuImg(string binary = "qemu-img")
         }
     }
 
+    /// <summary>Grows a stopped image's virtual size to <paramref name="sizeBytes"/> (never shrinks).</summary>
+    public async Task GrowAsync(string path, long sizeBytes, CancellationToken cancellationToken)
+    {
+        var (code, _, stderr) = await RunAsync(["resize", "-q", path, sizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)], cancellationToken);
+        if (code != 0)
+        {
+            throw new ComputeException("hypervisor_error", $"qemu-img resize failed: {stderr.Trim()}");
+        }
+    }
+
     /// <summary>Creates an empty image of <paramref name="sizeBytes"/>.</summary>
     public async Task CreateBlankAsync(string path, string format, long sizeBytes, CancellationToken cancellationToken)
     {

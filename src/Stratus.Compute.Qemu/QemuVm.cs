@@ -10,7 +10,17 @@ namespace Stratus.Compute.Qemu;
 /// <param name="Power">Last power state the driver knew.</param>
 /// <param name="Forwards">Forwards with their host ports resolved (kept for the VM's life).</param>
 /// <param name="CpuCapCores">Explicit CPU cap set through <see cref="IVmCpuCap"/>, in cores; null = the spec's default.</param>
-internal sealed record VmStateFile(int? Pid, PowerState Power, IReadOnlyList<PortForward> Forwards, double? CpuCapCores = null);
+internal sealed record VmStateFile(int? Pid, PowerState Power, IReadOnlyList<PortForward> Forwards, double? CpuCapCores = null, LiveSize? Live = null);
+
+/// <summary>What live resizes changed in the running QEMU process (gone at the next start, which boots the spec's size).</summary>
+/// <param name="PluggedVcpus">vCPUs the process has (boot + hot-added; may exceed the spec after a rolled-back hot-add).</param>
+/// <param name="BootMemoryMib">The <c>-m size</c> the process was started with.</param>
+/// <param name="Dimms">Hot-plugged DIMMs, MiB each, in plug order (ids <c>dimm0</c>, <c>dimm1</c>, …).</param>
+internal sealed record LiveSize(int PluggedVcpus, long BootMemoryMib, IReadOnlyList<long> Dimms)
+{
+    /// <summary>Memory the process has plugged in: boot memory plus DIMMs (the balloon may hold part of it back).</summary>
+    public long PluggedMemoryMib => BootMemoryMib + Dimms.Sum();
+}
 
 /// <summary>Runtime state of one VM (mutated only under <see cref="Gate"/>, apart from exit handling).</summary>
 internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IReadOnlyList<PortForward> forwards, string? diskDirectory = null)
@@ -26,7 +36,11 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
     /// <summary>True when the disk lives on the shared pool (never deleted by migration clean-up).</summary>
     public bool OnSharedPool => !string.Equals(DiskDirectory, Directory, StringComparison.Ordinal);
 
-    public VmSpec Spec { get; } = spec;
+    /// <summary>The VM's size and devices; replaced (under <see cref="Gate"/>) by a resize.</summary>
+    public VmSpec Spec { get; set; } = spec;
+
+    /// <summary>The running process's live size (null while stopped).</summary>
+    public LiveSize? Live;
 
     public IReadOnlyList<PortForward> Forwards { get; } = forwards;
 

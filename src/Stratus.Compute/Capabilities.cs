@@ -158,3 +158,45 @@ public interface IBackupDriver
     /// </summary>
     Task<BackupManifest> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken);
 }
+
+/// <summary>The size a VM should have after a resize.</summary>
+/// <param name="MaxVcpus">Ceiling for later live vCPU hot-add (a cold resize may raise it; a live one never changes it).</param>
+/// <param name="MaxMemoryMib">Ceiling for later live memory hot-add (as <paramref name="MaxVcpus"/>).</param>
+public sealed record VmResizeTarget(int Vcpus, long MemoryMib, long DiskGib, int MaxVcpus, long MaxMemoryMib);
+
+/// <summary>What a resize did.</summary>
+/// <param name="Live">True when the VM kept running (hot-add, balloon, online disk growth); false for an offline change.</param>
+/// <param name="GuestVerified">True when the guest's own report (its status page) showed the new CPUs and memory.</param>
+/// <param name="GuestCpus">CPUs the guest reported online after the resize (null: no report).</param>
+/// <param name="GuestMemoryKib">Memory the guest reported after the resize (MemTotal minus the balloon; null: no report).</param>
+/// <param name="GuestVisibleMs">From the request to the guest showing the change (live), or to the end of the offline change.</param>
+/// <param name="Detail">One line per step, in order (e.g. "hot-added vCPU 2 (socket 0 core 1)").</param>
+public sealed record VmResizeOutcome(VmStatus Status, bool Live, bool GuestVerified, int? GuestCpus, long? GuestMemoryKib, long GuestVisibleMs, IReadOnlyList<string> Detail);
+
+/// <summary>
+/// Optional driver ability: change a VM's vCPUs, memory and disk.
+/// <para>Running VM (<see cref="ResizeLiveAsync"/>): vCPUs only grow, by hot-add up to the VM's <c>MaxVcpus</c> (removal is
+/// never live: QEMU 7.2 corrupts its heap on unplug under TCG); memory grows by hot-plugged DIMMs up to <c>MaxMemoryMib</c>
+/// and shrinks through the balloon; the disk only grows (online, the guest's block device sees the new capacity). When the
+/// guest reports its CPUs and memory (the tiny guest's status page on guest port 80, forwarded), the driver waits until
+/// the report shows the change; if it does not within the driver's timeout the CPU and memory change is rolled back
+/// (balloon back to the old size, CPU quota back to the old vCPU count: a hot-added vCPU stays plugged but unused) and the
+/// call fails with <c>resize_not_visible</c>. Codes: <c>invalid_spec</c> (below or above what a live resize can do),
+/// <c>invalid_state</c> (not running), <c>resize_not_visible</c>, <c>hypervisor_error</c>.</para>
+/// <para>Stopped VM (<see cref="ResizeStoppedAsync"/>): any vCPU and memory size, disk growth only; kept revertible until
+/// <see cref="ConfirmResizeAsync"/> or <see cref="RevertResizeAsync"/> (the previous spec; when the disk grew, the disk as it
+/// was before, so a revert discards what the guest wrote since, as OpenStack's does).</para>
+/// </summary>
+public interface IResizeDriver
+{
+    Task<VmResizeOutcome> ResizeLiveAsync(InstanceId id, VmResizeTarget target, CancellationToken cancellationToken);
+
+    Task<VmResizeOutcome> ResizeStoppedAsync(InstanceId id, VmResizeTarget target, CancellationToken cancellationToken);
+
+    /// <summary>Forgets what a revert would need. Idempotent.</summary>
+    Task ConfirmResizeAsync(InstanceId id, CancellationToken cancellationToken);
+
+    /// <summary>Stopped VM: restores the size (and disk) from before the last <see cref="ResizeStoppedAsync"/>. Codes:
+    /// <c>invalid_state</c> (running, or nothing to revert).</summary>
+    Task<VmStatus> RevertResizeAsync(InstanceId id, CancellationToken cancellationToken);
+}

@@ -337,6 +337,7 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         {
             errors.Add(new("Idempotency-Key", "invalid", "must be 1–128 printable characters"));
         }
+        var (maxVcpus, maxRamMib) = flavor is null ? (0, 0L) : await CeilingsAsync(r, flavor, errors, ct);
         if (errors.Count > 0)
         {
             return Problem.Validation(errors);
@@ -351,12 +352,13 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         idempotencyKey = idempotencyKey is null ? null : $"{owner:N}/{idempotencyKey}";
         if (count > 1)
         {
-            return await CreateBatchAsync(r, count, flavor!, image!, forwards, group, requestedBy, now, owner, ct);
+            return await CreateBatchAsync(r, count, flavor!, image!, forwards, group, requestedBy, now, owner, maxVcpus, maxRamMib, ct);
         }
         var instance = new Instance(
             InstanceId.New(), r.Name!, flavor!.Id, image!.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
             flavor.Resources, null, idempotencyKey, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id, r.Traits is { Count: > 0 } traits ? traits.ToList() : null,
-            StoragePool: r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, Ha: r.Ha ?? false, HaPriority: r.HaPriority ?? 0, ProjectId: owner);
+            StoragePool: r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, Ha: r.Ha ?? false, HaPriority: r.HaPriority ?? 0, ProjectId: owner,
+            MaxVcpus: maxVcpus, MaxMemoryMib: maxRamMib);
         var action = new InstanceAction(0, instance.Id, "create", requestedBy, now, null, "pending", null);
         var admitted = await AdmittedAsync([new FailoverServer(instance.Resources, instance.Ha)], null, $"server '{instance.Name}' ({FailoverReserve.Describe(instance.Resources)})",
             async generation =>
@@ -386,16 +388,43 @@ public sealed class CloudService(IStateStore store, ControllerOptions options, T
         }
     }
 
+    /// <summary>How many times the flavor's size a server may grow to live, when the request does not say.</summary>
+    public const int DefaultCeilingFactor = 4;
+
+    /// <summary>
+    /// The live resize ceilings of a new server: as asked (at least the flavor's size, at most what the largest host can
+    /// allocate), else <see cref="DefaultCeilingFactor"/>× the flavor's, capped by the largest host's allocatable vCPUs and
+    /// memory (the ceiling is fixed at create so a server's QEMU device model is the same on every host it moves to).
+    /// </summary>
+    private async Task<(int MaxVcpus, long MaxRamMib)> CeilingsAsync(CreateServerRequest r, Flavor flavor, List<FieldError> errors, CancellationToken ct)
+    {
+        var hosts = await store.ListHostsAsync(ct);
+        var hostCpus = hosts.Count == 0 ? MaxVcpus : (int)Math.Min(MaxVcpus, hosts.Max(h => h.Capacity.MilliVcpus) / 1000);
+        var hostRam = hosts.Count == 0 ? MaxRamMib : Math.Min(MaxRamMib, hosts.Max(h => h.Capacity.MemoryMib));
+        if (r.MaxVcpus is { } mc && (mc < flavor.Vcpus || mc > Math.Max(hostCpus, flavor.Vcpus)))
+        {
+            errors.Add(new("max_vcpus", "out_of_range", $"must be between the flavor's {flavor.Vcpus} and the largest host's {Math.Max(hostCpus, flavor.Vcpus)} allocatable vCPUs"));
+        }
+        if (r.MaxRamMib is { } mr && (mr < flavor.RamMib || mr > Math.Max(hostRam, flavor.RamMib)))
+        {
+            errors.Add(new("max_ram_mib", "out_of_range", $"must be between the flavor's {flavor.RamMib} and the largest host's {Math.Max(hostRam, flavor.RamMib)} allocatable MiB"));
+        }
+        var cpus = r.MaxVcpus ?? Math.Max(flavor.Vcpus, (int)Math.Min((long)flavor.Vcpus * DefaultCeilingFactor, hostCpus));
+        var ram = r.MaxRamMib ?? Math.Max(flavor.RamMib, Math.Min(flavor.RamMib * DefaultCeilingFactor, hostRam));
+        return (cpus, ram);
+    }
+
     /// <summary>A batch: NAME-1…NAME-N created in one transaction (all or none), placed together by the reconciler.</summary>
     private async Task<Outcome<(IReadOnlyList<Instance> Servers, bool Created)>> CreateBatchAsync(CreateServerRequest r, int count, Flavor flavor, Image image,
-        List<Forward> forwards, ServerGroup? group, string requestedBy, DateTimeOffset now, Guid owner, CancellationToken ct)
+        List<Forward> forwards, ServerGroup? group, string requestedBy, DateTimeOffset now, Guid owner, int maxVcpus, long maxRamMib, CancellationToken ct)
     {
         var batchId = Guid.CreateVersion7();
         var batch = Enumerable.Range(1, count).Select(i =>
         {
             var inst = new Instance(InstanceId.New(), $"{r.Name}-{i}", flavor.Id, image.Id, null, VmState.Building, InstanceTask.Scheduling, PowerState.NoState,
                 flavor.Resources, null, null, 0, 1, now, now, now, r.UserData, r.KeyName, r.Zone, forwards, group?.Id,
-                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, r.Ha ?? false, r.HaPriority ?? 0, owner);
+                r.Traits is { Count: > 0 } traits ? traits.ToList() : null, batchId, r.AllOrNothing ?? false, r.Ha == true ? "shared" : r.StoragePool ?? options.DefaultStoragePool, r.Ha ?? false, r.HaPriority ?? 0, owner,
+                maxVcpus, maxRamMib);
             return (inst, new InstanceAction(0, inst.Id, "create", requestedBy, now, null, "pending", null));
         }).ToList();
         var admitted = await AdmittedAsync([.. batch.Select(b => new FailoverServer(b.inst.Resources, b.inst.Ha))], null,

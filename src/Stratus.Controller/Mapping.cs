@@ -15,7 +15,7 @@ public static class Mapping
         new(i.Id.ToString(), i.Name, i.DiskFormat, i.Status.ToString().ToLowerInvariant(), i.SizeBytes, i.Checksum, i.IsPublic, i.CreatedAt);
 
     public static ServerDto ToDto(this Instance i, string? hostName) => new(
-        i.Id.ToString(), i.Name, Names.Of(i.VmState), i.Task is { } t ? Names.Of(t) : null, Names.Of(i.PowerState),
+        i.Id.ToString(), i.Name, i.PendingResize is not null && i.VmState is VmState.Active or VmState.Stopped ? "verify_resize" : Names.Of(i.VmState), i.Task is { } t ? Names.Of(t) : null, Names.Of(i.PowerState),
         i.HostId?.ToString(), hostName, i.FlavorId.ToString(), i.ImageId.ToString(),
         (int)(i.Resources.MilliVcpus / 1000), i.Resources.MemoryMib, i.Resources.DiskGib, i.Fault, i.KeyName, i.GroupId?.ToString("D"),
         (i.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort)).ToList(),
@@ -24,6 +24,9 @@ public static class Mapping
         StoragePool = i.StoragePool,
         Ha = i.Ha,
         HaPriority = i.HaPriority,
+        MaxVcpus = i.VcpuCeiling,
+        MaxRamMib = i.MemoryCeilingMib,
+        PreviousFlavorId = i.PendingResize?.FlavorId.ToString(),
     };
 
     public static HaStatusDto ToDto(this Scheduler.Admission.FailoverReport r, bool enforced, HaOptions o, int openIncidents)

@@ -355,7 +355,7 @@ public sealed partial class Reconciler(
         var key = inst.KeyName is { } keyName ? (await store.FindKeypairAsync(keyName, ct))?.PublicKey : null;
         return new DesiredVm(inst.Id, inst.Name, (int)(inst.Resources.MilliVcpus / 1000), inst.Resources.MemoryMib, inst.Resources.DiskGib,
             image?.Path, image?.DiskFormat, inst.UserData, key is null ? [] : [key], (inst.Forwards ?? []).Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
-            power, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard, inst.StoragePool, inst.Ha);
+            power, inst.RebootSeq, inst.Task == InstanceTask.RebootingHard, inst.StoragePool, inst.Ha, inst.VcpuCeiling, inst.MemoryCeilingMib);
     }
 
     /// <summary>

@@ -33,7 +33,9 @@ public sealed record DesiredVm(
     long RebootSeq,
     bool RebootHard,
     string StoragePool = "local",
-    bool Ha = false);
+    bool Ha = false,
+    int MaxVcpus = 0,
+    long MaxMemoryMib = 0);
 
 /// <summary>The full desired state of one host: level-triggered, the agent converges to it.</summary>
 public sealed record DesiredHostState(HostId HostId, long Epoch, IReadOnlyList<DesiredVm> Vms);
@@ -184,10 +186,35 @@ public interface IAgentSession
     Task<BackupResult> BackupAsync(InstanceId id, string targetDirectory, string? incrementalFrom, CancellationToken cancellationToken) =>
         throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 
+    /// <summary>Resizes a VM (see <see cref="ResizeOrder"/>). Answers with what was done; a refusal is an
+    /// <see cref="AgentRequestException"/> with the driver's code (<c>invalid_spec</c>, <c>invalid_state</c>, <c>resize_not_visible</c>, …).</summary>
+    Task<ResizeReport> ResizeAsync(ResizeOrder order, CancellationToken cancellationToken) =>
+        throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
+
     /// <summary>Stops every VM of the host (for `stratus down`), leaving desired state untouched.</summary>
     Task ShutdownVmsAsync(TimeSpan graceful, CancellationToken cancellationToken) =>
         throw new AgentRequestException("unsupported_request", "this agent session cannot do that");
 }
+
+/// <summary>How a resize is carried out on the host.</summary>
+public enum ResizePhase
+{
+    /// <summary>Running VM: hot-add vCPUs and memory, balloon, grow the disk online; checked against the guest's report.</summary>
+    Live,
+    /// <summary>Stop the VM, change its size, start it again if it ran; revertible until confirmed.</summary>
+    Cold,
+    /// <summary>Forget what a revert would need.</summary>
+    Confirm,
+    /// <summary>Stop, restore the size (and disk) from before the cold resize, start again if it ran.</summary>
+    Revert,
+}
+
+/// <summary>A resize the controller asks a host for. Sizes are ignored for <see cref="ResizePhase.Confirm"/> and <see cref="ResizePhase.Revert"/>.</summary>
+public sealed record ResizeOrder(InstanceId Id, ResizePhase Phase, int Vcpus, long MemoryMib, long DiskGib, int MaxVcpus, long MaxMemoryMib);
+
+/// <summary>What a host did for a resize.</summary>
+/// <param name="GuestVisibleMs">Live: from the agent receiving the request to the guest showing the change.</param>
+public sealed record ResizeReport(bool Live, bool GuestVerified, int? GuestCpus, long? GuestMemoryKib, long GuestVisibleMs, IReadOnlyList<string> Detail, ActualVm Vm);
 
 /// <summary>A VM snapshot as an agent reports it.</summary>
 public sealed record VmSnapshot(string Name, bool WithMemory, long VmStateBytes, DateTimeOffset CreatedAt);

@@ -58,6 +58,8 @@ public static class ProtoMapping
             RebootHard = d.RebootHard,
             StoragePool = d.StoragePool,
             Ha = d.Ha,
+            MaxVcpus = d.MaxVcpus,
+            MaxMemoryMib = d.MaxMemoryMib,
         };
         if (d.ImageRef is not null)
         {
@@ -80,7 +82,39 @@ public static class ProtoMapping
         new(new InstanceId(Guid.Parse(m.Id)), m.Name, m.Vcpus, m.MemoryMib, m.DiskGib,
             m.HasImageRef ? m.ImageRef : null, m.HasImageFormat ? m.ImageFormat : null, m.HasUserData ? m.UserData : null,
             [.. m.PublicKeys], [.. m.Forwards.Select(FromProto)], Enum.Parse<DesiredPower>(m.Power), m.RebootSeq, m.RebootHard,
-            string.IsNullOrEmpty(m.StoragePool) ? "local" : m.StoragePool, m.Ha);
+            string.IsNullOrEmpty(m.StoragePool) ? "local" : m.StoragePool, m.Ha, m.MaxVcpus, m.MaxMemoryMib);
+
+    public static W.ResizeRequest ToProto(this ResizeOrder o) => new()
+    {
+        Id = o.Id.ToString(),
+        Phase = o.Phase.ToString().ToLowerInvariant(),
+        Vcpus = o.Vcpus,
+        MemoryMib = o.MemoryMib,
+        DiskGib = o.DiskGib,
+        MaxVcpus = o.MaxVcpus,
+        MaxMemoryMib = o.MaxMemoryMib,
+    };
+
+    public static ResizeOrder FromProto(this W.ResizeRequest m) =>
+        new(new InstanceId(Guid.Parse(m.Id)), Enum.Parse<ResizePhase>(m.Phase, ignoreCase: true), m.Vcpus, m.MemoryMib, m.DiskGib, m.MaxVcpus, m.MaxMemoryMib);
+
+    public static W.ResizeResult ToProto(this ResizeReport r)
+    {
+        var m = new W.ResizeResult { Live = r.Live, GuestVerified = r.GuestVerified, GuestVisibleMs = r.GuestVisibleMs, Vm = r.Vm.ToProto() };
+        if (r.GuestCpus is { } c)
+        {
+            m.GuestCpus = c;
+        }
+        if (r.GuestMemoryKib is { } k)
+        {
+            m.GuestMemoryKib = k;
+        }
+        m.Detail.AddRange(r.Detail);
+        return m;
+    }
+
+    public static ResizeReport FromProto(this W.ResizeResult m) =>
+        new(m.Live, m.GuestVerified, m.HasGuestCpus ? m.GuestCpus : null, m.HasGuestMemoryKib ? m.GuestMemoryKib : null, m.GuestVisibleMs, [.. m.Detail], m.Vm.FromProto());
 
     public static W.DesiredHost ToProto(this DesiredHostState s)
     {

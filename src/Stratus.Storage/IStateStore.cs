@@ -39,6 +39,8 @@ public enum CasOutcome
     NotFound,
     /// <summary>The host has no room left for the claim under its ratios.</summary>
     NoCapacity,
+    /// <summary>The owning project's quota would be exceeded (a resize's growth); nothing was written.</summary>
+    QuotaExceeded,
 }
 
 /// <summary>A project's current use, for quotas.</summary>
@@ -354,7 +356,8 @@ public interface IStateStore : IAsyncDisposable
 
     /// <summary>
     /// Resizes a server in place, in one transaction: the host's used resources change by the difference (refused with
-    /// NoCapacity when the growth does not fit the host's ratios), the allocation takes <c>updated.Resources</c>, the server
+    /// NoCapacity when the growth does not fit the host's ratios; QuotaExceeded when it would take the owning project past
+    /// its quota — both checked inside the transaction), the allocation takes <c>updated.Resources</c>, the server
     /// row is CAS-updated, and the usage interval is split at <c>updated.UpdatedAt</c>. NotFound when the server holds no
     /// allocation. Nothing changes on any failure.
     /// </summary>

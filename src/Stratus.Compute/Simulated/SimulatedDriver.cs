@@ -43,7 +43,7 @@ public sealed class SimulatedDriverOptions
 /// 200 ms + 1 ms per MiB of guest memory (about 1 GB/s; longer under a bandwidth cap), times <see cref="SimulatedDriverOptions.DelayScale"/>,
 /// and reports progress every simulated 100 ms (at least ten times).</para>
 /// </summary>
-public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriver, IMetricsSource, ISnapshotDriver, IBackupDriver
+public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriver, IMetricsSource, ISnapshotDriver, IBackupDriver, IResizeDriver
 {
     private readonly SimulatedDriverOptions _options;
     private readonly TimeProvider _time;
@@ -88,7 +88,11 @@ public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriv
         }
         await DelayAsync(1000, 2000, cancellationToken);
         var forwards = spec.Forwards.Select((f, i) => f with { HostPort = f.HostPort != 0 ? f.HostPort : 20000 + (Math.Abs(spec.Id.GetHashCode()) % 20000) + i }).ToList();
-        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n", spec.Vcpus, spec.MemoryMib, spec.DiskGib, spec.StoragePool);
+        var vm = new SimVm(spec.Id, spec.Name, PowerState.Running, forwards, $"[sim] {spec.Name} booted\n", spec.Vcpus, spec.MemoryMib, spec.DiskGib, spec.StoragePool)
+        {
+            MaxVcpus = spec.MaxVcpus,
+            MaxMemoryMib = spec.MaxMemoryMib,
+        };
         _vms[spec.Id] = vm;
         await SaveAsync(cancellationToken);
         return Status(vm);
@@ -218,5 +222,6 @@ public sealed partial class SimulatedDriver : IComputeDriver, ILiveMigrationDriv
     /// <param name="MigratedOut">The VM's state was sent elsewhere; the source waits for <see cref="CompleteOutgoingAsync"/>.</param>
     private sealed record SimVm(InstanceId Id, string Name, PowerState Power, IReadOnlyList<PortForward> Forwards, string Console,
         int Vcpus = 1, long MemoryMib = 256, long DiskGib = 1, string StoragePool = StoragePools.Local, bool Incoming = false, bool MigratedOut = false,
-        IReadOnlyList<VmSnapshotInfo>? Snapshots = null, IReadOnlyList<string>? BackupAnchors = null, string? ChainBreak = null);
+        IReadOnlyList<VmSnapshotInfo>? Snapshots = null, IReadOnlyList<string>? BackupAnchors = null, string? ChainBreak = null,
+        int MaxVcpus = 0, long MaxMemoryMib = 0, VmResizeTarget? PreResize = null);
 }

@@ -33,6 +33,9 @@ public enum PowerState { NoState, Running, Paused, Shutdown, Crashed }
 /// <param name="RebootSeq">Bumped for every reboot request, so an agent tells a new reboot from one it already did.</param>
 /// <param name="Forwards">Port forwards; a host port of 0 means "not chosen yet".</param>
 /// <param name="ProjectId">The project that owns the server; null means the built-in admin project.</param>
+/// <param name="MaxVcpus">Live vCPU ceiling the server was started with (QEMU <c>maxcpus</c>); 0 = its size, no hot-add.</param>
+/// <param name="MaxMemoryMib">Live memory ceiling (QEMU <c>maxmem</c>), MiB; 0 = its size, no hot-add.</param>
+/// <param name="PendingResize">Set while a cold resize waits for confirm or revert (status <c>verify_resize</c>): the size before it.</param>
 public sealed record Instance(
     InstanceId Id,
     string Name,
@@ -61,8 +64,17 @@ public sealed record Instance(
     string StoragePool = "local",
     bool Ha = false,
     int HaPriority = 0,
-    Guid? ProjectId = null)
+    Guid? ProjectId = null,
+    int MaxVcpus = 0,
+    long MaxMemoryMib = 0,
+    PendingResize? PendingResize = null)
 {
+    /// <summary>The live vCPU ceiling in force (never below the current size).</summary>
+    public int VcpuCeiling => Math.Max(MaxVcpus, (int)(Resources.MilliVcpus / 1000));
+
+    /// <summary>The live memory ceiling in force, MiB (never below the current size).</summary>
+    public long MemoryCeilingMib => Math.Max(MaxMemoryMib, Resources.MemoryMib);
+
     /// <summary>True while the server holds (or is about to hold) resources on a host.</summary>
     public bool IsLive => VmState != VmState.Deleted;
 
@@ -83,3 +95,7 @@ public sealed record InstanceAction(
     DateTimeOffset? FinishedAt,
     string Result,
     string? Message);
+
+/// <summary>What a cold resize replaced, kept until it is confirmed or reverted; a revert restores exactly this.</summary>
+/// <param name="At">When the resize took effect.</param>
+public sealed record PendingResize(FlavorId FlavorId, ResourceVector Resources, int MaxVcpus, long MaxMemoryMib, DateTimeOffset At);

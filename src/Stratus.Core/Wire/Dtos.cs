@@ -73,6 +73,15 @@ public sealed record ServerDto(
 
     public int HaPriority { get; init; }
 
+    /// <summary>Live vCPU ceiling (hot-add up to it without a restart).</summary>
+    public int MaxVcpus { get; init; }
+
+    /// <summary>Live memory ceiling, MiB.</summary>
+    public long MaxRamMib { get; init; }
+
+    /// <summary>While a cold resize waits for confirm or revert: the flavor (id) it replaced; null otherwise.</summary>
+    public string? PreviousFlavorId { get; init; }
+
     /// <summary>Only in the answer to a create: the project's budget warning (spending at or over its threshold), else null.</summary>
     public string? BudgetWarning { get; init; }
 }
@@ -152,6 +161,12 @@ public sealed record CreateServerRequest(string? Name, string? Flavor, string? I
 
     /// <summary>With <see cref="Count"/>: place all or none (one refusal refuses the whole batch).</summary>
     public bool? AllOrNothing { get; init; }
+
+    /// <summary>Live resize ceiling for vCPUs (default 4× the flavor's, capped by the largest host's allocatable vCPUs).</summary>
+    public int? MaxVcpus { get; init; }
+
+    /// <summary>Live resize ceiling for memory, MiB (default 4× the flavor's, capped by the largest host's allocatable memory).</summary>
+    public long? MaxRamMib { get; init; }
 }
 
 /// <summary>A host aggregate.</summary>

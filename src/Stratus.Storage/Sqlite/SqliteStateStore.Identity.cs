@@ -46,6 +46,26 @@ public sealed partial class SqliteStateStore
         return true;
     }
 
+    /// <summary>The quota check of a resize, inside its write transaction: only the dimensions that grow are checked, so a
+    /// project already over a lowered quota may still shrink.</summary>
+    private static async Task<bool> WithinQuotaDeltaAsync(SqliteConnection c, SqliteTransaction tx, Guid project, Stratus.Core.Resources.ResourceVector delta, CancellationToken ct)
+    {
+        var quotas = Quotas.Default;
+        await using (var q = Cmd(c, tx, $"SELECT {ProjectCols} FROM projects WHERE id=$p"))
+        {
+            q.Parameters.AddWithValue("$p", project.ToString("D"));
+            await using var r = await q.ExecuteReaderAsync(ct);
+            if (await r.ReadAsync(ct))
+            {
+                quotas = ReadProject(r).Quotas;
+            }
+        }
+        var (_, cpu, mem, disk) = await LiveUseAsync(c, tx, project, ct);
+        return (delta.MilliVcpus <= 0 || cpu + delta.MilliVcpus <= (long)quotas.Vcpus * 1000)
+            && (delta.MemoryMib <= 0 || mem + delta.MemoryMib <= quotas.RamMib)
+            && (delta.DiskGib <= 0 || disk + delta.DiskGib <= quotas.DiskGib);
+    }
+
     private static async Task<(long N, long Cpu, long Mem, long Disk)> LiveUseAsync(SqliteConnection c, SqliteTransaction? tx, Guid project, CancellationToken ct)
     {
         await using var cmd = c.CreateCommand();

@@ -128,6 +128,11 @@ public sealed partial class SqliteStateStore
             return CasOutcome.NotFound;
         }
         var delta = updated.Resources - old;
+        if ((delta.MilliVcpus > 0 || delta.MemoryMib > 0 || delta.DiskGib > 0) && !await WithinQuotaDeltaAsync(c, tx, updated.Project, delta, cancellationToken))
+        {
+            await tx.RollbackAsync(cancellationToken);
+            return CasOutcome.QuotaExceeded;
+        }
         await using (var h = Cmd(c, tx, """
             UPDATE hosts SET used_cpu_milli=used_cpu_milli+$c, used_mem_mib=used_mem_mib+$m, used_disk_gib=used_disk_gib+$d, generation=generation+1
             WHERE id=$id

@@ -286,7 +286,7 @@ public sealed partial class SqliteStateStore : IStateStore
 
     // ---------- instances ----------
 
-    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id";
+    private const string InstanceCols = "id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id,max_vcpus,max_mem_mib,pending_resize";
 
     private static Instance ReadInstance(SqliteDataReader r) => new(
         new InstanceId(Guid.Parse(r.GetString(0))), r.GetString(1),
@@ -311,7 +311,10 @@ public sealed partial class SqliteStateStore : IStateStore
         r.GetString(26),
         r.GetInt64(27) != 0,
         (int)r.GetInt64(28),
-        Guid.Parse(r.GetString(29)));
+        Guid.Parse(r.GetString(29)),
+        (int)r.GetInt64(30),
+        r.GetInt64(31),
+        r.IsDBNull(32) ? null : JsonSerializer.Deserialize<PendingResize>(r.GetString(32)));
 
     private static void BindInstance(SqliteCommand cmd, Instance i)
     {
@@ -344,6 +347,9 @@ public sealed partial class SqliteStateStore : IStateStore
         cmd.Parameters.AddWithValue("$ha", i.Ha ? 1 : 0);
         cmd.Parameters.AddWithValue("$hap", i.HaPriority);
         cmd.Parameters.AddWithValue("$project", i.Project.ToString("D"));
+        cmd.Parameters.AddWithValue("$maxc", i.MaxVcpus);
+        cmd.Parameters.AddWithValue("$maxm", i.MaxMemoryMib);
+        cmd.Parameters.AddWithValue("$pending", i.PendingResize is { } pr ? JsonSerializer.Serialize(pr) : DBNull.Value);
     }
 
     public Task<CreateInstanceOutcome> CreateInstanceAsync(Instance instance, InstanceAction firstAction, CancellationToken cancellationToken) =>
@@ -376,8 +382,8 @@ public sealed partial class SqliteStateStore : IStateStore
             return new CreateInstanceOutcome(instance, CreateStatus.AdmissionChanged);
         }
         await using (var ins = Cmd(c, tx, """
-            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id)
-            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap,$project)
+            INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id,max_vcpus,max_mem_mib,pending_resize)
+            VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap,$project,$maxc,$maxm,$pending)
             """))
         {
             BindInstance(ins, instance);
@@ -408,8 +414,8 @@ public sealed partial class SqliteStateStore : IStateStore
         foreach (var (instance, action) in batch)
         {
             await using var ins = Cmd(c, tx, """
-                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id)
-                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap,$project)
+                INSERT INTO instances(id,name,flavor_id,image_id,host_id,vm_state,task,power_state,cpu_milli,mem_mib,disk_gib,fault,idempotency_key,reboot_seq,version,created_at,updated_at,task_requested_at,user_data,key_name,zone,forwards,group_id,traits,batch_id,batch_all_or_nothing,storage_pool,ha,ha_priority,project_id,max_vcpus,max_mem_mib,pending_resize)
+                VALUES ($id,$name,$flavor,$image,$host,$vm,$task,$power,$cpu,$mem,$disk,$fault,$idem,$reboot,1,$created,$updated,$taskat,$ud,$key,$zone,$fwd,$group,$traits,$batch,$aon,$pool,$ha,$hap,$project,$maxc,$maxm,$pending)
                 """);
             BindInstance(ins, instance);
             try
@@ -612,7 +618,7 @@ public sealed partial class SqliteStateStore : IStateStore
         await using var cmd = Cmd(c, tx, """
             UPDATE instances SET name=$name,flavor_id=$flavor,image_id=$image,host_id=$host,vm_state=$vm,task=$task,power_state=$power,
               cpu_milli=$cpu,mem_mib=$mem,disk_gib=$disk,fault=$fault,reboot_seq=$reboot,updated_at=$updated,task_requested_at=$taskat,
-              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,batch_id=$batch,batch_all_or_nothing=$aon,storage_pool=$pool,ha=$ha,ha_priority=$hap,version=version+1
+              user_data=$ud,key_name=$key,zone=$zone,forwards=$fwd,group_id=$group,traits=$traits,batch_id=$batch,batch_all_or_nothing=$aon,storage_pool=$pool,ha=$ha,ha_priority=$hap,max_vcpus=$maxc,max_mem_mib=$maxm,pending_resize=$pending,version=version+1
             WHERE id=$id AND version=$version
             """);
         BindInstance(cmd, i);

@@ -37,6 +37,11 @@ public sealed class InvoiceTests : IAsyncLifetime
         public Task PushAsync(DesiredHostState desired, CancellationToken cancellationToken) => Task.CompletedTask;
 
         public Task<string> ReadConsoleAsync(InstanceId id, int maxBytes, CancellationToken cancellationToken) => Task.FromResult("");
+
+        /// <summary>The host does every resize at once (what it does is the drivers' tests' business, not billing's).</summary>
+        public Task<ResizeReport> ResizeAsync(ResizeOrder order, CancellationToken cancellationToken) =>
+            Task.FromResult(new ResizeReport(order.Phase == ResizePhase.Live, order.Phase == ResizePhase.Live, order.Vcpus, order.MemoryMib * 1024, 0, [$"{order.Phase}"],
+                new ActualVm(order.Id, PowerState.Running, 1, [], 0, null, true)));
     }
 
     public async Task InitializeAsync()
@@ -183,6 +188,47 @@ public sealed class InvoiceTests : IAsyncLifetime
         var memory = inv.Lines.Single(l => l.Resource == BilledResource.Memory);
         Assert.Equal((10m, 0.05m), (memory.Quantity, memory.Amount));
         Assert.Equal(2, (await _store.ListServerUsageAsync(id, default)).Count);
+    }
+
+    [Fact]
+    public async Task Invoice_ServerResizedTwice_LiveThenCold_EqualsTheHandComputedAmountToTheCent()
+    {
+        await SetPricesAsync();
+        Assert.True((await _cloud.CreateFlavorAsync(new CreateFlavorRequest("large", 4, 8192, 40, true), default)).Ok);
+        var resizer = new Resize.Resizer(_store, _hub, _rec, new Migrator(_store, _hub, _rec, _signal, new ControllerOptions(), _clock, NullLogger<Migrator>.Instance),
+            _signal, _clock, NullLogger<Resize.Resizer>.Instance);
+        var id = await CreateRunningAsync("elastic", "small", "2026-03-10T00:00:00Z", "2026-03-10T00:00:00Z");
+
+        At("2026-03-10T02:00:00Z"); // small → medium, live (1→2 vCPUs, 1→4 GiB within the 4× ceilings)
+        var live = await resizer.ResizeAsync("elastic", new ResizeRequest("medium", null), "test", null, default);
+        Assert.True(live.Ok, live.Problem?.Detail);
+        Assert.Equal("resized", live.Value!.State);
+        At("2026-03-10T05:00:00Z"); // medium → large, cold (8 GiB passes the 4 GiB ceiling), confirmed half an hour later
+        var cold = await resizer.ResizeAsync("elastic", new ResizeRequest("large", null), "test", null, default);
+        Assert.True(cold.Ok, cold.Problem?.Detail);
+        Assert.Equal("verify_resize", cold.Value!.State);
+        At("2026-03-10T05:30:00Z");
+        Assert.True((await resizer.ConfirmAsync("elastic", "test", default)).Ok);
+        At("2026-03-10T06:00:00Z");
+
+        var inv = await _billing.InvoiceAsync(Metering.AdminProjectId, Utc("2026-03-10T00:00:00Z"), Utc("2026-03-11T00:00:00Z"), default);
+        // small [00:00, 02:00), medium [02:00, 05:00), large [05:00, 06:00):
+        //   vcpu   (1 × 2 h + 4 × 1 h) = 6 vCPU-h × 0.0350 = 0.21
+        //   memory (1 GiB × 2 h + 8 GiB × 1 h) = 10 GiB-h × 0.0045 = 0.045 → 0.05
+        //   flavor medium 3 h × 0.0990 = 0.297 → 0.30 (replaces its vCPU and memory)
+        //   disk   (10 × 2 + 20 × 3 + 40 × 1) = 120 GiB-h × 0.00012 = 0.0144 → 0.01
+        // total 0.21 + 0.05 + 0.30 + 0.01 = 0.57
+        Assert.Equal(0.21m, inv.Lines.Where(l => l.Resource == BilledResource.Vcpu).Sum(l => l.Amount));
+        Assert.Equal(0.05m, inv.Lines.Where(l => l.Resource == BilledResource.Memory).Sum(l => l.Amount));
+        Assert.Equal(0.30m, inv.Lines.Where(l => l.Resource == BilledResource.Flavor).Sum(l => l.Amount));
+        Assert.Equal(0.01m, inv.Lines.Where(l => l.Resource == BilledResource.Disk).Sum(l => l.Amount));
+        Assert.Equal(0.57m, inv.Total);
+        Assert.Equal(3, (await _store.ListServerUsageAsync(id, default)).Count);
+        var actions = (await _store.ListActionsAsync(id, default)).Select(a => $"{a.Action}:{a.Result}").ToList();
+        Assert.Contains("resize-live:success", actions);
+        Assert.Contains("resize-cold:success", actions);
+        Assert.Contains("confirm-resize:success", actions);
+        Assert.Empty((await _billing.ReconcileAsync(false, default)).Discrepancies);
     }
 
     [Fact]

@@ -115,6 +115,20 @@ public abstract partial class StateStoreConformanceTests
     }
 
     [Fact]
+    public async Task Resize_BeyondTheProjectQuota_QuotaExceededAndNothingWritten_ShrinkStillAllowed()
+    {
+        var (s, _) = await PlacedAsync("m-quota");
+        s = await WriteAsync(s.Id, At(0), i => i with { VmState = VmState.Active, Task = null });
+        await Store.CreateProjectAsync(new Stratus.Core.Identity.Project(s.Project, "quota-owner", Stratus.Core.Identity.Quotas.Default, At(0)), Ct);
+        Assert.True(await Store.SetQuotasAsync(s.Project, Stratus.Core.Identity.Quotas.Default with { Vcpus = 1 }, Ct));
+        var before = await Store.DumpAsync(Ct);
+        Assert.Equal(CasOutcome.QuotaExceeded, await Store.ResizeAsync(s with { Resources = ResourceVector.Of(2, 512, 10), UpdatedAt = At(5) }, null, null, Ct));
+        Assert.Equal(before, await Store.DumpAsync(Ct));
+        // Only growth is checked: the same server may shrink its memory while at its vCPU quota.
+        Assert.Equal(CasOutcome.Ok, await Store.ResizeAsync(s with { Resources = ResourceVector.Of(1, 256, 10), UpdatedAt = At(6) }, null, null, Ct));
+    }
+
+    [Fact]
     public async Task Metering_MigrationCommit_KeepsTheInterval()
     {
         var (s, h) = await PlacedAsync("m-move");
