@@ -171,6 +171,7 @@ public static class Local
             Console.Error.WriteLine($"error: stratus-agent not found at {AgentExe}; run through ./stratus");
             return 1;
         }
+        var waitingSince = DateTime.UtcNow;
         while (true)
         {
             try
@@ -180,6 +181,17 @@ public static class Local
             }
             catch (StratusApiException) when (DateTime.UtcNow < deadline)
             {
+                // The controller writes its credential before it listens: one that then fails to bind (a port taken) exits.
+                if (DateTime.UtcNow - waitingSince > TimeSpan.FromSeconds(5) && ReadPid(dataDir) is null && ExitedEarly(dataDir))
+                {
+                    var log = Path.Combine(dataDir, "stratusd.log");
+                    Console.Error.WriteLine("error: the controller exited while starting; last log lines:");
+                    foreach (var line in File.Exists(log) ? File.ReadLines(log).TakeLast(15) : [])
+                    {
+                        Console.Error.WriteLine("  " + line);
+                    }
+                    return 1;
+                }
                 await Task.Delay(100, ct);
             }
         }
