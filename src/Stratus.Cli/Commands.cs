@@ -38,6 +38,7 @@ public static class Commands
         root.Subcommands.Add(HostCommand());
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
+        root.Subcommands.Add(ScalingCommands.ScalingGroup(Api, OutputOption));
         root.Subcommands.Add(HaCommands.Incident(Api, OutputOption));
         root.Subcommands.Add(HaCommands.Ha(Api, OutputOption));
         root.Subcommands.Add(DataProtectionCommands.BackupGroup(Api, OutputOption));
