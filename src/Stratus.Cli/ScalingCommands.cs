@@ -87,8 +87,9 @@ public static class ScalingCommands
         var step = new Option<int>("--step") { Description = "Policies: members added or removed per action (default 1)", DefaultValueFactory = _ => 1 };
         var cooldown = new Option<double?>("--cooldown") { Description = "Policies: seconds after a change before the next (default 300)" };
         var key = new Option<string?>("--key") { Description = "Keypair for the members" };
+        var warmup = new Option<double?>("--warmup") { Description = "Seconds a member is active before its CPU counts in policy averages (default 30)" };
         var o = output();
-        var create = new Command("create", "Create a scaling group") { name, flavor, image, min, max, desired, port, path, grace, timeout, unhealthy, scaleIn, forward, above, below, window, step, cooldown, key, o };
+        var create = new Command("create", "Create a scaling group") { name, flavor, image, min, max, desired, port, path, grace, timeout, unhealthy, scaleIn, forward, above, below, window, step, cooldown, key, warmup, o };
         create.SetAction((r, ct) => api(r, async c =>
         {
             var policies = new List<ScalingPolicyDto?>();
@@ -108,6 +109,7 @@ public static class ScalingCommands
                 ScaleIn = r.GetValue(scaleIn),
                 Forwards = r.GetValue(forward) is { Length: > 0 } f ? f : null,
                 KeyName = r.GetValue(key),
+                WarmupSeconds = r.GetValue(warmup),
             }, ct);
             Show(g, r.GetValue(o));
         }));
@@ -211,7 +213,7 @@ public static class ScalingCommands
         Output.Fields([
             ("name", g.Name), ("id", g.Id), ("flavor", g.Flavor), ("image", g.Image),
             ("min / max / desired", $"{g.Min} / {g.Max} / {g.Desired}"), ("members", g.Draining > 0 ? $"{g.Current} (+{g.Draining} leaving)" : g.Current.ToString(Output.Inv)),
-            ("status", g.StatusReason is null ? g.Status : $"{g.Status}: {g.StatusReason}"), ("scale-in", g.ScaleIn),
+            ("status", g.StatusReason is null ? g.Status : $"{g.Status}: {g.StatusReason}"), ("scale-in", g.ScaleIn), ("warmup", $"{g.WarmupSeconds:0.#} s"),
             ("health", g.Health is { } h ? $"GET :{h.Port}{h.Path} (grace {h.GraceSeconds:0.#} s, timeout {h.TimeoutSeconds:0.##} s, unhealthy after {h.UnhealthyThreshold})" : "none"),
             ("policies", g.Policies.Count == 0 ? "none" : string.Join("; ", g.Policies.Select(p =>
                 $"{p.Name}: cpu {p.Operator} {p.Threshold:0.#} % over {p.WindowSeconds:0.#} s → {p.Adjustment:+0;-0} (cooldown {p.CooldownSeconds:0.#} s)"))),

@@ -29,6 +29,7 @@ public sealed class ScalingApiTests : IAsyncLifetime
             GrowRetry = TimeSpan.FromSeconds(1),
             StopTimeout = TimeSpan.FromSeconds(5),
             DefaultHealthGrace = TimeSpan.FromSeconds(1),
+            DefaultWarmup = TimeSpan.FromMilliseconds(500),
         },
     };
 

@@ -65,9 +65,17 @@ public sealed class ScalingScenarioTests : IAsyncLifetime
             "--metrics-interval", "1", "--scaling-interval", "0.5")).Ok();
         (await S("scaling-group", "create", "web", "--flavor", "tiny", "--image", "tiny", "--min", "1", "--max", "2", "--desired", "1",
             "--port", "80", "--health-path", "/", "--health-grace", "20", "--health-timeout", "3", "--unhealthy-after", "5",
-            "--scale-out-above", "60", "--scale-in-below", "25", "--window", "6", "--cooldown", "8", "-o", "json")).Ok();
+            "--scale-out-above", "60", "--scale-in-below", "25", "--window", "6", "--cooldown", "8", "--warmup", "6", "-o", "json")).Ok();
         var first = await EventuallyAsync(async () => await AnsweringAsync() is { Count: 1 } a ? a : null, "web-1 answering HTTP", TimeSpan.FromSeconds(120));
         Assert.Equal("web-1", first.Keys.Single());
+        // The load starts once web-1's warmup (its boot) is over, so the reaction measured is to the load alone.
+        var activeSince = (await MembersAsync())[0].GetProperty("active_since").GetDateTimeOffset();
+        var warm = activeSince.AddSeconds(7) - DateTimeOffset.UtcNow;
+        if (warm > TimeSpan.Zero)
+        {
+            await Task.Delay(warm);
+        }
+        Assert.DoesNotContain((await GroupAsync()).GetProperty("events").EnumerateArray(), e => e.GetProperty("kind").GetString() == "scale_out");
 
         // Load: four clients fetching web-1's page back to back (each request forks a CGI shell in the guest).
         using var stopLoad = new CancellationTokenSource();
@@ -138,6 +146,10 @@ public sealed class ScalingScenarioTests : IAsyncLifetime
         Console.WriteLine($"SCALING killed web-1 replaced by {replaced.Keys.Single()}");
         Assert.Contains((await S("scaling-group", "events", "web", "-o", "json")).Ok().Json().EnumerateArray(),
             e => e.GetProperty("kind").GetString() == "member_failed" && e.GetProperty("message").GetString()!.Contains("web-1", StringComparison.Ordinal));
+
+        // The replacement's boot load is not demand: past its warmup and a window, still one scale-out in all.
+        await Task.Delay(TimeSpan.FromSeconds(8));
+        Assert.Single((await S("scaling-group", "events", "web", "-o", "json")).Ok().Json().EnumerateArray(), e => e.GetProperty("kind").GetString() == "scale_out");
     }
 
     private sealed record Event(DateTimeOffset At, string Message);

@@ -322,7 +322,8 @@ public sealed partial class ScalingLoop(
             return;
         }
         var now = time.GetUtcNow();
-        var serving = g.State.Members.Where(m => m.ActiveSince is not null && instances.TryGetValue(m.Id, out var i) && i.VmState == VmState.Active).ToList();
+        var serving = g.State.Members.Where(m => m.ActiveSince is { } since && now - since > g.Spec.Warmup
+            && instances.TryGetValue(m.Id, out var i) && i.VmState == VmState.Active).ToList();
         if (serving.Count == 0)
         {
             return;
@@ -336,7 +337,7 @@ public sealed partial class ScalingLoop(
             }
             if (!averages.TryGetValue(p.Window, out var a))
             {
-                averages[p.Window] = a = await GroupCpuAsync(serving, p.Window, ct);
+                averages[p.Window] = a = await GroupCpuAsync(serving, p.Window, g.Spec.Warmup, now, ct);
             }
             if (a.Avg is not { } avg || !(p.Operator == "above" ? avg > p.Threshold : avg < p.Threshold))
             {
@@ -365,14 +366,18 @@ public sealed partial class ScalingLoop(
         }
     }
 
-    /// <summary>The group's average CPU %: the mean of its members' averages over <paramref name="window"/>, members without samples left out.</summary>
-    private async Task<(double? Avg, int Sampled)> GroupCpuAsync(IReadOnlyList<ScalingMember> members, TimeSpan window, CancellationToken ct)
+    /// <summary>
+    /// The group's average CPU %: the mean of its members' averages over <paramref name="window"/> — each member's window
+    /// cut to the time since its warmup ended, so boot load never counts — members without samples left out.
+    /// </summary>
+    private async Task<(double? Avg, int Sampled)> GroupCpuAsync(IReadOnlyList<ScalingMember> members, TimeSpan window, TimeSpan warmup, DateTimeOffset now, CancellationToken ct)
     {
         double sum = 0;
         var n = 0;
         foreach (var m in members)
         {
-            if (await metrics.AverageCpuAsync(new InstanceId(m.Id), window, ct) is { } cpu)
+            var since = now - (m.ActiveSince!.Value + warmup);
+            if (await metrics.AverageCpuAsync(new InstanceId(m.Id), since < window ? since : window, ct) is { } cpu)
             {
                 sum += cpu;
                 n++;

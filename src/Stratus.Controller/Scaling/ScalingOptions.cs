@@ -15,6 +15,9 @@ public sealed record ScalingOptions
     /// <summary>A policy's cooldown when it names none: after a policy changes desired, no policy acts for this long. Default 5 min; range 0–1 day.</summary>
     public TimeSpan DefaultCooldown { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>Warmup when a group names none: a member's CPU counts in policy averages once it has been active this long. Default 30 s; range 0–1 h.</summary>
+    public TimeSpan DefaultWarmup { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Health grace when a group names none: a member is checked only after being active this long. Default 60 s; range 0–1 h.</summary>
     public TimeSpan DefaultHealthGrace { get; init; } = TimeSpan.FromSeconds(60);
 
@@ -47,6 +50,7 @@ public sealed record ScalingOptions
         Check(CheckInterval < TimeSpan.FromMilliseconds(50) || CheckInterval > TimeSpan.FromHours(1), "scaling check interval must be between 0.05 s and 1 h");
         Check(DefaultWindow < TimeSpan.FromSeconds(1) || DefaultWindow > TimeSpan.FromDays(1), "scaling default window must be between 1 s and 1 day");
         Check(DefaultCooldown < TimeSpan.Zero || DefaultCooldown > TimeSpan.FromDays(1), "scaling default cooldown must be between 0 and 1 day");
+        Check(DefaultWarmup < TimeSpan.Zero || DefaultWarmup > TimeSpan.FromHours(1), "scaling default warmup must be between 0 and 1 h");
         Check(DefaultHealthGrace < TimeSpan.Zero || DefaultHealthGrace > TimeSpan.FromHours(1), "scaling health grace must be between 0 and 1 h");
         Check(DefaultHealthTimeout < TimeSpan.FromMilliseconds(50) || DefaultHealthTimeout > TimeSpan.FromSeconds(60), "scaling health timeout must be between 0.05 and 60 s");
         Check(DefaultUnhealthyThreshold is < 1 or > 100, "scaling unhealthy threshold must be between 1 and 100");

@@ -97,6 +97,7 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
         {
             errors.Add(new("key_name", "not_found", $"no keypair named '{r.KeyName}'"));
         }
+        Seconds(errors, "warmup_seconds", r.WarmupSeconds, 0, 3600);
         if (r.UserData is { Length: > 64 * 1024 })
         {
             errors.Add(new("user_data", "too_large", "must be at most 65536 characters"));
@@ -117,7 +118,8 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
         {
             return Problem.Conflict("concurrent_update", "could not create the group's server group; retry");
         }
-        var spec = new ScalingGroupSpec(flavor!.Id.ToString(), image!.Id.ToString(), min, max!.Value, desired, health, policies, schedules, scaleIn, forwards, r.KeyName, r.UserData);
+        var spec = new ScalingGroupSpec(flavor!.Id.ToString(), image!.Id.ToString(), min, max!.Value, desired, health, policies, schedules, scaleIn, forwards, r.KeyName, r.UserData,
+            r.WarmupSeconds is { } warm ? TimeSpan.FromSeconds(warm) : options.DefaultWarmup);
         var state = ScalingGroupState.New with
         {
             Status = desired > 0 ? "growing" : "stable",
@@ -278,7 +280,10 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
         return new ScalingGroupDto(g.Id.ToString("D"), g.Name, flavor?.Name ?? s.Flavor, image?.Name ?? s.Image, s.Min, s.Max, s.Desired, g.State.Members.Count,
             g.State.Draining.Count, g.State.Status, g.State.StatusReason, s.ScaleIn, ToDto(s.Health), s.Forwards, [.. s.Policies.Select(ToDto)],
             [.. s.Schedules.Select(c => ToDto(c, g.State.AppliedSchedules.Contains(c.Name)))], g.ServerGroupId.ToString("D"),
-            [.. g.State.Events.Reverse().Select(e => new ScalingEventDto(e.At, e.Kind, e.Message))], g.CreatedAt, g.UpdatedAt, g.Version);
+            [.. g.State.Events.Reverse().Select(e => new ScalingEventDto(e.At, e.Kind, e.Message))], g.CreatedAt, g.UpdatedAt, g.Version)
+        {
+            WarmupSeconds = s.Warmup.TotalSeconds,
+        };
     }
 
     public ScalingPoliciesDto PoliciesDto(ScalingGroup g) =>
@@ -297,7 +302,7 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
                 : m.HealthFailures > 0 ? "failing" : "healthy";
             list.Add(new ScalingMemberDto(m.Id.ToString("D"), m.Name, m.Index, i is null ? "deleted" : Core.Lifecycle.Names.Of(i.VmState),
                 i?.Task is { } t ? Core.Lifecycle.Names.Of(t) : null, i?.HostId?.ToString(), health, m.HealthFailures,
-                [.. (i?.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort))], m.CreatedAt));
+                [.. (i?.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort))], m.CreatedAt) { ActiveSince = m.ActiveSince });
         }
         return list;
     }

@@ -25,6 +25,7 @@ public sealed record HealthCheckSpec(int Port, string Path, TimeSpan Grace, Time
 /// <summary>What a scaling group is declared to be: the member template, its bounds and its rules.</summary>
 /// <param name="ScaleIn">"newest" (default) or "least-loaded": which members go first when the group shrinks.</param>
 /// <param name="Forwards">Guest ports every member forwards from a host port chosen per member (the health check's port among them).</param>
+/// <param name="Warmup">A member's CPU counts in policy averages only once it has been active this long (boot load is not demand), and only its samples after that.</param>
 public sealed record ScalingGroupSpec(
     string Flavor,
     string Image,
@@ -37,7 +38,8 @@ public sealed record ScalingGroupSpec(
     string ScaleIn,
     IReadOnlyList<int> Forwards,
     string? KeyName = null,
-    string? UserData = null)
+    string? UserData = null,
+    TimeSpan Warmup = default)
 {
     public static readonly IReadOnlyList<string> ScaleInOrders = ["newest", "least-loaded"];
 }

@@ -31,6 +31,9 @@ public sealed record CreateScalingGroupRequest(string? Name, string? Flavor, str
     public string? KeyName { get; init; }
 
     public string? UserData { get; init; }
+
+    /// <summary>Seconds a member is active before its CPU counts in policy averages (default: the controller's, 30 s).</summary>
+    public double? WarmupSeconds { get; init; }
 }
 
 /// <summary>PATCH /v1/scaling-groups/{id}: new bounds (those given).</summary>
@@ -48,11 +51,19 @@ public sealed record ScalingEventDto(DateTimeOffset At, string Kind, string Mess
 /// <summary>A member of a scaling group.</summary>
 /// <param name="Health">"unchecked" (no health check), "grace", "healthy", "failing", "draining".</param>
 public sealed record ScalingMemberDto(string Id, string Name, int Index, string VmState, string? Task, string? HostId, string Health, int HealthFailures,
-    IReadOnlyList<ForwardDto> Forwards, DateTimeOffset CreatedAt);
+    IReadOnlyList<ForwardDto> Forwards, DateTimeOffset CreatedAt)
+{
+    /// <summary>When the group first saw the member active (health grace and warmup count from here).</summary>
+    public DateTimeOffset? ActiveSince { get; init; }
+}
 
 /// <summary>A scaling group.</summary>
 /// <param name="Current">Members that count toward desired (not draining).</param>
 /// <param name="Status">stable, growing, shrinking, cannot_grow, deleting.</param>
 public sealed record ScalingGroupDto(string Id, string Name, string Flavor, string Image, int Min, int Max, int Desired, int Current, int Draining,
     string Status, string? StatusReason, string ScaleIn, HealthCheckDto? Health, IReadOnlyList<int> Forwards, IReadOnlyList<ScalingPolicyDto> Policies,
-    IReadOnlyList<ScheduledChangeDto> Schedules, string ServerGroupId, IReadOnlyList<ScalingEventDto> Events, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version);
+    IReadOnlyList<ScheduledChangeDto> Schedules, string ServerGroupId, IReadOnlyList<ScalingEventDto> Events, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, long Version)
+{
+    /// <summary>Seconds a member is active before its CPU counts in policy averages.</summary>
+    public double WarmupSeconds { get; init; }
+}
