@@ -155,6 +155,22 @@ public sealed class ScalingApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ScaleIn_LeastLoaded_RemovesTheIdlestMember()
+    {
+        var load = new Dictionary<string, double> { ["ll-1"] = 50, ["ll-2"] = 4, ["ll-3"] = 60 };
+        for (var i = 1; i <= _cloud.Hosts; i++)
+        {
+            await File.WriteAllTextAsync(Path.Combine(_cloud.DataDir, "hosts", $"host-{i}", "simulated", "load.json"), JsonSerializer.Serialize(load));
+        }
+        await C.CreateScalingGroupAsync(new CreateScalingGroupRequest("ll", "tiny", "tiny", 1, 3, 3) { ScaleIn = "least-loaded" });
+        await SettledAsync("ll", 3);
+        await Task.Delay(1500); // a few samples of each member
+        await C.UpdateScalingGroupAsync("ll", new UpdateScalingGroupRequest(null, null, 2));
+        var left = await SettledAsync("ll", 2);
+        Assert.Equal(["ll-1", "ll-3"], left.Select(m => m.Name).Order(StringComparer.Ordinal)); // not the newest (ll-3): the idlest (ll-2)
+    }
+
+    [Fact]
     public async Task Policy_Cooldown_OneChangePerCooldown()
     {
         await LoadAsync(Names("cool"), 95);
