@@ -486,7 +486,8 @@ public sealed partial class ScalingLoop(
             var index = reserved.State.NextIndex - 1;
             var name = $"{g.Name}-{index}";
             var request = new CreateServerRequest(name, g.Spec.Flavor, g.Spec.Image, g.Spec.UserData, g.Spec.KeyName, null,
-                [.. g.Spec.Forwards.Select(p => new ForwardDto(0, p))]) { Group = g.ServerGroupId.ToString("D") };
+                [.. g.Spec.Forwards.Select(p => new ForwardDto(0, p))])
+            { Group = g.ServerGroupId.ToString("D") };
             var created = await cloud.CreateServersAsync(request, null, actor, ct, principal);
             if (!created.Ok)
             {

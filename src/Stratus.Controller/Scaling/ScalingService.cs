@@ -302,7 +302,8 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
                 : m.HealthFailures > 0 ? "failing" : "healthy";
             list.Add(new ScalingMemberDto(m.Id.ToString("D"), m.Name, m.Index, i is null ? "deleted" : Core.Lifecycle.Names.Of(i.VmState),
                 i?.Task is { } t ? Core.Lifecycle.Names.Of(t) : null, i?.HostId?.ToString(), health, m.HealthFailures,
-                [.. (i?.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort))], m.CreatedAt) { ActiveSince = m.ActiveSince });
+                [.. (i?.Forwards ?? []).Select(f => new ForwardDto(f.HostPort, f.GuestPort))], m.CreatedAt)
+            { ActiveSince = m.ActiveSince });
         }
         return list;
     }
