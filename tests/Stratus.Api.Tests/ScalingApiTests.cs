@@ -106,17 +106,19 @@ public sealed class ScalingApiTests : IAsyncLifetime
         await C.CreateScalingGroupAsync(Group("api", 1, 3, 1,
             new ScalingPolicyDto("hot", "above", 70, 1, 1, 1),
             new ScalingPolicyDto("cold", "below", 30, 1, -1, 1)));
-        var seen = new List<int>();
+        // Desired always within [min, max]; members never above max, and never below min once the group first reached it.
+        var seen = new List<(int Desired, int Current, bool Reached)>();
         using var stop = new CancellationTokenSource();
         var watcher = Task.Run(async () =>
         {
+            var reached = false;
             while (!stop.IsCancellationRequested)
             {
                 var g = await C.GetScalingGroupAsync("api");
+                reached |= g.Current >= g.Min;
                 lock (seen)
                 {
-                    seen.Add(g.Desired);
-                    seen.Add(g.Current);
+                    seen.Add((g.Desired, g.Current, reached));
                 }
                 await Task.Delay(50);
             }
@@ -140,7 +142,9 @@ public sealed class ScalingApiTests : IAsyncLifetime
         }
         lock (seen)
         {
-            Assert.All(seen, n => Assert.InRange(n, 1, 3));
+            Assert.All(seen, x => Assert.InRange(x.Desired, 1, 3));
+            Assert.All(seen, x => Assert.InRange(x.Current, x.Reached ? 1 : 0, 3));
+            Assert.Contains(seen, x => x.Current == 3);
         }
         var events = await C.ListScalingEventsAsync("api");
         Assert.Equal(2, events.Count(e => e.Kind == "scale_out"));

@@ -166,7 +166,12 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
             var next = g with
             {
                 Spec = g.Spec with { Min = min, Max = max, Desired = desired },
-                State = ScalingLoop.WithEvent(g.State with { RetryAfter = null }, new ScalingEvent(now, "updated",
+                State = ScalingLoop.WithEvent(g.State with
+                {
+                    RetryAfter = null,
+                    Status = g.State.Members.Count < desired ? "growing" : g.State.Members.Count > desired ? "shrinking" : g.State.Status,
+                    StatusReason = g.State.Members.Count == desired ? g.State.StatusReason : null,
+                }, new ScalingEvent(now, "updated",
                     $"{actor}: min {g.Spec.Min} → {min}, max {g.Spec.Max} → {max}, desired {g.Spec.Desired} → {desired}"), options.EventLogSize),
                 UpdatedAt = now,
             };
