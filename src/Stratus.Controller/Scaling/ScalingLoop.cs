@@ -79,14 +79,20 @@ public sealed partial class ScalingLoop(
         Interlocked.Increment(ref _passes);
     }
 
-    /// <summary>Appends an event unless it repeats the newest one (a group that cannot grow says so once, not every pass); keeps the newest <paramref name="keep"/>.</summary>
+    /// <summary>Conditions that hold pass after pass: a repeat replaces the newest event of its kind instead of flooding the log.</summary>
+    private static readonly HashSet<string> Ongoing = new(StringComparer.Ordinal) { "at_limit", "cannot_grow", "quota" };
+
+    /// <summary>
+    /// Appends an event unless it repeats the newest one (a group that cannot grow says so once, not every pass); an ongoing
+    /// condition (at a bound, cannot grow) right after one of its kind replaces it with the fresh numbers. Keeps the newest <paramref name="keep"/>.
+    /// </summary>
     public static ScalingGroupState WithEvent(ScalingGroupState s, ScalingEvent e, int keep)
     {
         if (s.Events.Count > 0 && s.Events[^1].Kind == e.Kind && s.Events[^1].Message == e.Message)
         {
             return s;
         }
-        var events = s.Events.Append(e).ToList();
+        var events = s.Events.Count > 0 && s.Events[^1].Kind == e.Kind && Ongoing.Contains(e.Kind) ? s.Events.Take(s.Events.Count - 1).Append(e).ToList() : s.Events.Append(e).ToList();
         return s with { Events = events.Count > keep ? events[^keep..] : events };
     }
 
@@ -347,6 +353,11 @@ public sealed partial class ScalingLoop(
             var why = $"policy {p.Name}: average CPU {avg:0.0} % of {a.Sampled} members over {p.Window.TotalSeconds:0.#} s is {p.Operator} {p.Threshold:0.#} %";
             if (target == g.Spec.Desired)
             {
+                // Refreshed at most once a cooldown: a group held at a bound under load writes nothing every pass.
+                if (g.State.Events.Count > 0 && g.State.Events[^1] is { Kind: "at_limit" } held && now - held.At < p.Cooldown)
+                {
+                    continue;
+                }
                 await MutateAsync(id, cur => cur with
                 {
                     State = Event(cur.State, "at_limit", $"{why}, but the group is at its {(p.Adjustment > 0 ? "max" : "min")} ({target})"),
