@@ -110,6 +110,17 @@ public static class AccessPolicy
         ["GET /v1/keypairs/{reference}"] = Need.Reader,
         ["DELETE /v1/keypairs/{reference}"] = Need.Member,
 
+        // scaling groups: per project; members are the project's servers
+        ["GET /v1/scaling-groups"] = Need.Reader,
+        ["POST /v1/scaling-groups"] = Need.Member,
+        ["GET /v1/scaling-groups/{reference}"] = Need.Reader,
+        ["PATCH /v1/scaling-groups/{reference}"] = Need.Member,
+        ["DELETE /v1/scaling-groups/{reference}"] = Need.Member,
+        ["GET /v1/scaling-groups/{reference}/policies"] = Need.Reader,
+        ["PUT /v1/scaling-groups/{reference}/policies"] = Need.Member,
+        ["GET /v1/scaling-groups/{reference}/members"] = Need.Reader,
+        ["GET /v1/scaling-groups/{reference}/events"] = Need.Reader,
+
         // the physical cloud
         ["GET /v1/hosts"] = Need.Operator,
         ["GET /v1/hosts/{reference}"] = Need.Operator,
@@ -256,13 +267,13 @@ public sealed class AccessMiddleware(RequestDelegate next)
 
 /// <summary>
 /// Tenant isolation of object routes, in one place: the <c>{reference}</c> of a server, backup, keypair,
-/// group, project or user route is resolved within the caller's project (cloud admins: every project)
+/// group, scaling group, project or user route is resolved within the caller's project (cloud admins: every project)
 /// and replaced by the object's id, so the handler acts on exactly that object; an object of another
 /// project answers 404, the same as one that does not exist.
 /// </summary>
 public sealed class ScopeMiddleware(RequestDelegate next)
 {
-    public async Task InvokeAsync(HttpContext ctx, CloudService cloud, Storage.IStateStore store)
+    public async Task InvokeAsync(HttpContext ctx, CloudService cloud, Storage.IStateStore store, Controller.Scaling.ScalingService scaling)
     {
         if (ctx.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } raw } && Caller.TryOf(ctx) is { } p
             && ctx.Request.RouteValues.TryGetValue("reference", out var value) && value is string reference)
@@ -276,13 +287,14 @@ public sealed class ScopeMiddleware(RequestDelegate next)
                     && await store.GetInstanceAsync(backup.InstanceId, ct) is { } owner && CloudService.Owns(p.Scope, owner.ProjectId) ? reference : null,
                 "keypairs" => await store.FindKeypairAsync(reference, ct) is { } k && CloudService.Owns(p.Scope, k.ProjectId) ? k.Id.ToString("D") : null,
                 "groups" => await store.FindGroupAsync(reference, ct) is { } g && CloudService.Owns(p.Scope, g.ProjectId) ? g.Id.ToString("D") : null,
+                "scaling-groups" => (await scaling.ResolveAsync(reference, p, ct))?.Id.ToString("D"),
                 "projects" => await store.FindProjectAsync(reference, ct) is { } pr && CloudService.Owns(p.Scope, pr.Id) ? pr.Id.ToString("D") : null,
                 "users" => await VisibleUserAsync(store, p, reference, raw, ct),
                 _ => reference,
             };
             if (id is null)
             {
-                var what = kind switch { "groups" => "server group", "users" => "user", _ => kind.TrimEnd('s') };
+                var what = kind switch { "groups" => "server group", "scaling-groups" => "scaling group", "users" => "user", _ => kind.TrimEnd('s') };
                 await Http.Problem(ctx, Problem.NotFound(what, reference)).ExecuteAsync(ctx);
                 return;
             }

@@ -19,6 +19,7 @@ public static class Endpoints
     {
         var v1 = app.MapGroup("/v1");
         IdentityEndpoints.Map(v1);
+        ScalingEndpoints.Map(v1);
 
         v1.MapGet("/health", async (IStateStore store, AgentHub hub, Reconciler rec, ControllerOptions co, StratusdOptions so, ListenEndpoints le, CancellationToken ct) =>
         {

@@ -26,7 +26,7 @@ return 0;
 namespace Stratus.Api
 {
     /// <summary>Parses stratusd's command line: --data-dir D --port N --driver simulated|qemu --hosts N --listen ADDR --metrics-interval SECONDS
-    /// --consolidation [--consolidation-interval SECONDS --consolidation-policy NAME --standby-grace SECONDS --power-driver noop|simulated]
+    /// --consolidation [--consolidation-interval SECONDS --consolidation-policy NAME --standby-grace SECONDS --power-driver noop|simulated] [--scaling-interval SECONDS]
     /// --shared-pool DIR [--ha-tolerate N --fence-command CMD --fence-timeout SECONDS --fence-retry SECONDS].</summary>
     public static class StratusdArgs
     {
@@ -75,6 +75,7 @@ namespace Stratus.Api
                         case "--consolidation-policy": o.Consolidation = o.Consolidation with { Policy = Next() }; break;
                         case "--standby-grace": o.Consolidation = o.Consolidation with { StandbyGrace = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         case "--power-driver": o.Consolidation = o.Consolidation with { PowerDriver = Next() }; break;
+                        case "--scaling-interval": o.Scaling = o.Scaling with { CheckInterval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)) }; break;
                         default: errors.Add($"unknown argument '{args[i]}'"); break;
                     }
                 }
@@ -241,6 +242,12 @@ namespace Stratus.Api
             builder.Services.AddHostedService(sp => sp.GetRequiredService<EmbeddedAgents>());
             builder.Services.AddHostedService(sp => sp.GetRequiredService<Reconciler>());
             AddConsolidation(builder.Services, options.Consolidation);
+            builder.Services.AddSingleton(options.Scaling);
+            builder.Services.AddSingleton<Controller.Scaling.ScalingSignal>();
+            builder.Services.AddSingleton<Controller.Scaling.IHealthProbe, Controller.Scaling.HttpHealthProbe>();
+            builder.Services.AddSingleton<Controller.Scaling.ScalingService>();
+            builder.Services.AddSingleton<Controller.Scaling.ScalingLoop>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Controller.Scaling.ScalingLoop>());
             configure(builder);
 
             var app = builder.Build();

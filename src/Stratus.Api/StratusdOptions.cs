@@ -83,6 +83,9 @@ public sealed class StratusdOptions
     /// <summary>The consolidation loop, standby, power driver and energy report (off unless --consolidation).</summary>
     public Controller.Consolidation.ConsolidationOptions Consolidation { get; set; } = new();
 
+    /// <summary>The scaling-group loop: check interval and the defaults of windows, cooldowns and health checks.</summary>
+    public Controller.Scaling.ScalingOptions Scaling { get; set; } = new();
+
     /// <summary>Requests per second each user (or, without a credential, each source address) may make; 0 turns the limit off.</summary>
     public double RateLimit { get; set; } = 100;
 
@@ -192,6 +195,7 @@ public sealed class StratusdOptions
             errors.Add($"metrics option {e.ParamName}: {e.Message.Split(" (Parameter", 2)[0]}");
         }
         errors.AddRange(Consolidation.Validate());
+        errors.AddRange(Scaling.Validate());
         return errors;
     }
 }

@@ -38,6 +38,7 @@ public static class Commands
         root.Subcommands.Add(HostCommand());
         root.Subcommands.Add(KeypairCommands.Keypair(Api, OutputOption));
         root.Subcommands.Add(GroupCommand());
+        root.Subcommands.Add(ScalingCommands.ScalingGroup(Api, OutputOption));
         root.Subcommands.Add(HaCommands.Incident(Api, OutputOption));
         root.Subcommands.Add(HaCommands.Ha(Api, OutputOption));
         root.Subcommands.Add(DataProtectionCommands.BackupGroup(Api, OutputOption));
@@ -74,7 +75,9 @@ public static class Commands
         var tolerate = new Option<int?>("--ha-tolerate") { Description = "HA admission control: keep room to restart the HA servers of this many failed hosts (needs --hosts > 1)" };
         var fence = new Option<string?>("--fence-command") { Description = "HA out-of-band fence, run as CMD HOST_NAME HOST_ID EPOCH when a host is declared failed; exit 0 = the host is off (needs --hosts > 1)" };
         var rate = new Option<double?>("--rate-limit") { Description = "Requests per second each user may make (default 100; 0 turns the limit off)" };
-        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay, embedded, tolerate, fence, rate };
+        var metrics = new Option<double?>("--metrics-interval") { Description = "Seconds between the agents' metric samples (default 10; 0.2–600)" };
+        var scaling = new Option<double?>("--scaling-interval") { Description = "Seconds between passes of the scaling-group loop (default 5; 0.05–3600)" };
+        var cmd = new Command("up", "Start the whole single-host cloud (controller + agents) on an embedded store") { detach, dataDir, port, driver, hosts, delay, embedded, tolerate, fence, rate, metrics, scaling };
         cmd.SetAction(async (r, ct) =>
         {
             var extra = new List<string>();
@@ -89,6 +92,14 @@ public static class Commands
             if (r.GetValue(rate) is { } perSecond)
             {
                 extra.AddRange(["--rate-limit", perSecond.ToString(Output.Inv)]);
+            }
+            if (r.GetValue(metrics) is { } every)
+            {
+                extra.AddRange(["--metrics-interval", every.ToString(Output.Inv)]);
+            }
+            if (r.GetValue(scaling) is { } pass)
+            {
+                extra.AddRange(["--scaling-interval", pass.ToString(Output.Inv)]);
             }
             if (r.GetValue(fence) is { } command)
             {

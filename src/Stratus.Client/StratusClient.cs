@@ -138,6 +138,21 @@ public sealed class StratusClient(HttpClient http) : IDisposable
     public Task<ServerGroupDto> CreateGroupAsync(CreateGroupRequest r, CancellationToken ct = default) => SendAsync<ServerGroupDto>(HttpMethod.Post, "v1/groups", r, null, ct);
     public Task DeleteGroupAsync(string reference, CancellationToken ct = default) => SendAsync<object>(HttpMethod.Delete, $"v1/groups/{Esc(reference)}", null, null, ct);
 
+    // scaling groups
+    public async Task<IReadOnlyList<ScalingGroupDto>> ListScalingGroupsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<ScalingGroupDto>>("v1/scaling-groups", ct)).Items;
+    public Task<ScalingGroupDto> GetScalingGroupAsync(string reference, CancellationToken ct = default) => GetAsync<ScalingGroupDto>($"v1/scaling-groups/{Esc(reference)}", ct);
+    public Task<ScalingGroupDto> CreateScalingGroupAsync(CreateScalingGroupRequest r, CancellationToken ct = default) => SendAsync<ScalingGroupDto>(HttpMethod.Post, "v1/scaling-groups", r, null, ct);
+    public Task<ScalingGroupDto> UpdateScalingGroupAsync(string reference, UpdateScalingGroupRequest r, CancellationToken ct = default) =>
+        SendAsync<ScalingGroupDto>(HttpMethod.Patch, $"v1/scaling-groups/{Esc(reference)}", r, null, ct);
+    public Task<ScalingGroupDto> DeleteScalingGroupAsync(string reference, CancellationToken ct = default) => SendAsync<ScalingGroupDto>(HttpMethod.Delete, $"v1/scaling-groups/{Esc(reference)}", null, null, ct);
+    public Task<ScalingPoliciesDto> GetScalingPoliciesAsync(string reference, CancellationToken ct = default) => GetAsync<ScalingPoliciesDto>($"v1/scaling-groups/{Esc(reference)}/policies", ct);
+    public Task<ScalingPoliciesDto> SetScalingPoliciesAsync(string reference, ScalingPoliciesRequest r, CancellationToken ct = default) =>
+        SendAsync<ScalingPoliciesDto>(HttpMethod.Put, $"v1/scaling-groups/{Esc(reference)}/policies", r, null, ct);
+    public async Task<IReadOnlyList<ScalingMemberDto>> ListScalingMembersAsync(string reference, CancellationToken ct = default) =>
+        (await GetAsync<ListDto<ScalingMemberDto>>($"v1/scaling-groups/{Esc(reference)}/members", ct)).Items;
+    public async Task<IReadOnlyList<ScalingEventDto>> ListScalingEventsAsync(string reference, CancellationToken ct = default) =>
+        (await GetAsync<ListDto<ScalingEventDto>>($"v1/scaling-groups/{Esc(reference)}/events", ct)).Items;
+
     // keypairs
     public async Task<IReadOnlyList<KeypairDto>> ListKeypairsAsync(CancellationToken ct = default) => (await GetAsync<ListDto<KeypairDto>>("v1/keypairs", ct)).Items;
     public Task<KeypairDto> GetKeypairAsync(string reference, CancellationToken ct = default) => GetAsync<KeypairDto>($"v1/keypairs/{Esc(reference)}", ct);

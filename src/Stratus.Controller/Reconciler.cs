@@ -234,10 +234,25 @@ public sealed partial class Reconciler(
         return snapshot;
     }
 
-    /// <summary>The server group the instance joins, as placement sees it, and the generation its claim must find.</summary>
-    private async Task<(ServerGroupSnapshot? Group, GroupClaim? Claim)> GroupAsync(Instance inst, CancellationToken ct)
+    /// <summary>
+    /// Capacity check without a claim: places <paramref name="count"/> servers of <paramref name="each"/> joining
+    /// <paramref name="groupId"/> on the current snapshot, exactly as the next pass would (filters, scorers, group rule,
+    /// each placement counted before the next). Pure: nothing is written, nothing is reserved.
+    /// </summary>
+    public async Task<BatchPlacementResult> DryRunAsync(Core.Resources.ResourceVector each, int count, Guid? groupId, CancellationToken ct)
     {
-        if (inst.GroupId is not { } gid || await store.FindGroupAsync(gid.ToString("D"), ct) is not { } g)
+        var snapshot = await SnapshotAsync(ct);
+        var (group, _) = await GroupAsync(groupId, ct);
+        var requests = Enumerable.Range(0, count).Select(_ => new PlacementRequest(InstanceId.New(), each, null) { Group = group }).ToImmutableArray();
+        return BatchPlacer.Place(placement, new BatchPlacementRequest(requests, AllOrNothing: false), snapshot);
+    }
+
+    /// <summary>The server group the instance joins, as placement sees it, and the generation its claim must find.</summary>
+    private Task<(ServerGroupSnapshot? Group, GroupClaim? Claim)> GroupAsync(Instance inst, CancellationToken ct) => GroupAsync(inst.GroupId, ct);
+
+    private async Task<(ServerGroupSnapshot? Group, GroupClaim? Claim)> GroupAsync(Guid? groupId, CancellationToken ct)
+    {
+        if (groupId is not { } gid || await store.FindGroupAsync(gid.ToString("D"), ct) is not { } g)
         {
             return (null, null);
         }

@@ -229,6 +229,18 @@ public interface IStateStore : IAsyncDisposable
     /// <summary>Live members of a group placed on each host.</summary>
     Task<IReadOnlyDictionary<HostId, int>> GroupMembersPerHostAsync(Guid groupId, CancellationToken cancellationToken);
 
+    // Scaling groups
+    /// <summary>Inserts a scaling group; false when its project already has one of that name.</summary>
+    Task<bool> CreateScalingGroupAsync(ScalingGroup group, CancellationToken cancellationToken);
+    Task<ScalingGroup?> GetScalingGroupAsync(Guid id, CancellationToken cancellationToken);
+    /// <summary>A scaling group by name or id within <paramref name="project"/>.</summary>
+    Task<ScalingGroup?> FindScalingGroupAsync(string nameOrId, Guid project, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ScalingGroup>> ListScalingGroupsAsync(CancellationToken cancellationToken);
+    /// <summary>Writes spec and state if the row still has <see cref="ScalingGroup.Version"/> (then bumps it).</summary>
+    Task<CasOutcome> UpdateScalingGroupAsync(ScalingGroup group, CancellationToken cancellationToken);
+    /// <summary>Removes the row if it still has <paramref name="expectedVersion"/>.</summary>
+    Task<bool> DeleteScalingGroupAsync(Guid id, long expectedVersion, CancellationToken cancellationToken);
+
     /// <summary>Releases the instance's allocation (if any) and CAS-updates the instance row, in one transaction.</summary>
     Task<CasOutcome> ReleaseAsync(Instance updated, InstanceAction? action, CancellationToken cancellationToken) =>
         ReleaseAsync(updated, action, null, cancellationToken);
