@@ -6,16 +6,19 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/env.sh"
-"$ROOT/tools/build.sh" all >/dev/null
-bash "$ROOT/tools/guest/build.sh" "$ROOT/tools/guest/out/tiny" >/dev/null
+"$ROOT/tools/build.sh" all >/dev/null || { echo "build failed" >&2; exit 1; }
+bash "$ROOT/tools/guest/build.sh" "$ROOT/tools/guest/out/tiny" >/dev/null || { echo "guest build failed" >&2; exit 1; }
 RUNS="${1:-34}"; OUT="${2:-$ROOT/.build/ha-faults.jsonl}"
 : > "$OUT"
 failed=0
 for i in $(seq 1 "$RUNS"); do
+  before=$(wc -l < "$OUT")
   if ! STRATUS_HA_FIGURES="$OUT" STRATUS_TINY_GUEST_DIR="$ROOT/tools/guest/out/tiny" STRATUS_TINY_IMAGE="$ROOT/tools/guest/out/tiny" \
       dotnet test "$ROOT/tests/Stratus.FunctionalTests" -c Release --no-build --nologo --filter "FullyQualifiedName~HaScenario" \
         --logger "console;verbosity=normal" >"$OUT.run-$i.log" 2>&1; then
     failed=$((failed+1)); echo "run $i: FAILED (log: $OUT.run-$i.log)" >&2
+  elif [ "$(wc -l < "$OUT")" -le "$before" ]; then
+    failed=$((failed+1)); echo "run $i: FAILED, no figures written: did the test run? (log: $OUT.run-$i.log)" >&2
   else
     rm -f "$OUT.run-$i.log"; echo "run $i: ok" >&2
   fi
