@@ -6,7 +6,9 @@ namespace Stratus.Compute.Qemu;
 /// <summary>
 /// Decides between KVM and TCG by a bounded trial boot: QEMU with <c>-accel kvm</c> and no boot device must bring its
 /// firmware (SeaBIOS, which logs to the debug console at port 0x402) to "No bootable device" within the timeout.
-/// <c>/dev/kvm</c> can exist while nested KVM hangs, so its presence alone proves nothing. Results are cached per binary.
+/// <c>/dev/kvm</c> can exist while nested KVM hangs, so its presence alone proves nothing; the trial uses <c>-cpu host</c>,
+/// as real VMs do, because nested KVM can boot QEMU's default CPU model and still abort on the host model's MSRs.
+/// Results are cached per binary.
 /// </summary>
 public static class AcceleratorProbe
 {
@@ -44,7 +46,8 @@ public static class AcceleratorProbe
         };
         foreach (var a in new[]
                  {
-                     "-accel", "kvm", "-nodefaults", "-no-user-config", "-display", "none", "-m", "16", "-no-reboot",
+                     // The CPU model real VMs get: nested KVM may boot the default model yet assert on -cpu host's MSRs.
+                     "-accel", "kvm", "-cpu", "host", "-nodefaults", "-no-user-config", "-display", "none", "-m", "16", "-no-reboot",
                      "-sandbox", "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny",
                      "-debugcon", "file:" + log, "-global", "isa-debugcon.iobase=0x402",
                  })
