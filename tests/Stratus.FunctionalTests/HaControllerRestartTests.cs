@@ -242,46 +242,5 @@ public sealed class HaControllerRestartTests : IAsyncLifetime
         }
     }
 
-    public async Task DisposeAsync()
-    {
-        try
-        {
-            await Cli.RunAsync(Url, "down", "--data-dir", _data);
-            var keep = Path.Combine(Cli.RepoRoot, ".build", "test-results", "ha-restart-logs");
-            Directory.CreateDirectory(keep);
-            foreach (var log in Directory.EnumerateFiles(_data, "*.log", SearchOption.AllDirectories))
-            {
-                File.Copy(log, Path.Combine(keep, Path.GetRelativePath(_data, log).Replace('/', '_')), overwrite: true);
-            }
-        }
-        finally
-        {
-            foreach (var dir in Directory.GetDirectories("/proc").Where(d => Path.GetFileName(d).All(char.IsAsciiDigit)))
-            {
-                try
-                {
-                    if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(_data, StringComparison.Ordinal))
-                    {
-                        Process.GetProcessById(int.Parse(Path.GetFileName(dir), CultureInfo.InvariantCulture)).Kill();
-                    }
-                }
-                catch (Exception e) when (e is IOException or ArgumentException or InvalidOperationException or UnauthorizedAccessException)
-                {
-                }
-            }
-            try
-            {
-                if (Environment.GetEnvironmentVariable("STRATUS_KEEP_TEST_DATA") is not { Length: > 0 })
-                {
-                    Directory.Delete(_data, recursive: true);
-                }
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
-    }
+    public Task DisposeAsync() => ScenarioKit.TearDownAsync(Url, _data, "ha-restart-logs");
 }

@@ -184,49 +184,7 @@ public sealed class HaScenarioTests : IAsyncLifetime
         }
     }
 
-    public async Task DisposeAsync()
-    {
-        try
-        {
-            await Cli.RunAsync(Url, "down", "--data-dir", _data);
-            // Keep the controller's and agents' logs for a post-mortem (the data directory goes).
-            var keep = Path.Combine(Cli.RepoRoot, ".build", "test-results", "ha-logs");
-            Directory.CreateDirectory(keep);
-            foreach (var log in Directory.EnumerateFiles(_data, "*.log", SearchOption.AllDirectories))
-            {
-                File.Copy(log, Path.Combine(keep, Path.GetRelativePath(_data, log).Replace('/', '_')), overwrite: true);
-            }
-        }
-        finally
-        {
-            foreach (var dir in Directory.GetDirectories("/proc").Where(d => Path.GetFileName(d).All(char.IsAsciiDigit)))
-            {
-                try
-                {
-                    if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(_data, StringComparison.Ordinal))
-                    {
-                        Process.GetProcessById(int.Parse(Path.GetFileName(dir), CultureInfo.InvariantCulture)).Kill();
-                    }
-                }
-                catch (Exception e) when (e is IOException or ArgumentException or InvalidOperationException or UnauthorizedAccessException)
-                {
-                }
-            }
-            try
-            {
-                if (Environment.GetEnvironmentVariable("STRATUS_KEEP_TEST_DATA") is not { Length: > 0 })
-                {
-                    Directory.Delete(_data, recursive: true);
-                }
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
-    }
+    public Task DisposeAsync() => ScenarioKit.TearDownAsync(Url, _data, "ha-logs");
 }
 
 /// <summary>The HA scenario times leases and heartbeats in seconds: it runs alone, not beside other real-VM scenarios on 2 cores.</summary>

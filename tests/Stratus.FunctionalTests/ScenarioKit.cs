@@ -76,4 +76,49 @@ internal static class ScenarioKit
     /// <summary>Live QEMU processes per VM id (cmdline contains the id), with their pids.</summary>
     public static Dictionary<string, List<int>> QemuByVm(IEnumerable<string> ids) =>
         QemuProcessesByVm(ids).ToDictionary(kv => kv.Key, kv => kv.Value.Select(p => p.Pid).ToList());
+
+    /// <summary>
+    /// Ends a scenario's cloud: `down`, the controller's and agents' logs kept under .build/test-results/<paramref name="logs"/>
+    /// for a post-mortem, every process still naming the data directory killed (agents and QEMUs a test killed the
+    /// controller of), and the data directory removed (unless STRATUS_KEEP_TEST_DATA is set).
+    /// </summary>
+    public static async Task TearDownAsync(string url, string data, string logs)
+    {
+        try
+        {
+            await Cli.RunAsync(url, "down", "--data-dir", data);
+            var keep = Path.Combine(Cli.RepoRoot, ".build", "test-results", logs);
+            Directory.CreateDirectory(keep);
+            foreach (var log in Directory.EnumerateFiles(data, "*.log", SearchOption.AllDirectories))
+            {
+                File.Copy(log, Path.Combine(keep, Path.GetRelativePath(data, log).Replace('/', '_')), overwrite: true);
+            }
+        }
+        finally
+        {
+            foreach (var dir in Directory.GetDirectories("/proc").Where(d => Path.GetFileName(d).All(char.IsAsciiDigit)))
+            {
+                try
+                {
+                    if (File.ReadAllText(Path.Combine(dir, "cmdline")).Contains(data, StringComparison.Ordinal))
+                    {
+                        Process.GetProcessById(int.Parse(Path.GetFileName(dir), CultureInfo.InvariantCulture)).Kill();
+                    }
+                }
+                catch (Exception e) when (e is IOException or ArgumentException or InvalidOperationException or UnauthorizedAccessException)
+                {
+                }
+            }
+            try
+            {
+                if (Environment.GetEnvironmentVariable("STRATUS_KEEP_TEST_DATA") is not { Length: > 0 })
+                {
+                    Directory.Delete(data, recursive: true);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+    }
 }

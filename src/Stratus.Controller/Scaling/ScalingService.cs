@@ -376,33 +376,9 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
             h.UnhealthyThreshold ?? options.DefaultUnhealthyThreshold);
     }
 
-    private List<ScalingPolicySpec> CheckPolicies(IReadOnlyList<ScalingPolicyDto?>? list, List<FieldError> errors)
-    {
-        var result = new List<ScalingPolicySpec>();
-        if (list is { Count: > 20 })
+    private List<ScalingPolicySpec> CheckPolicies(IReadOnlyList<ScalingPolicyDto?>? list, List<FieldError> errors) =>
+        CheckNamedList(list, "policies", 20, "policy", "policies", "policy", p => p.Name, x => x.Name, errors, (p, f) =>
         {
-            errors.Add(new("policies", "too_many", "at most 20 policies"));
-            return result;
-        }
-        for (var i = 0; i < (list?.Count ?? 0); i++)
-        {
-            var p = list![i];
-            var f = $"policies[{i}]";
-            if (p is null)
-            {
-                errors.Add(new(f, "required", "must be an object"));
-                continue;
-            }
-            var before = errors.Count;
-            var name = p.Name ?? $"policy-{i + 1}";
-            if (NameRules.Check(name) is { } np)
-            {
-                errors.Add(new($"{f}.name", "invalid", np));
-            }
-            else if (result.Any(x => x.Name == name))
-            {
-                errors.Add(new($"{f}.name", "duplicate", $"'{name}' is used by another policy"));
-            }
             if (p.Operator is null)
             {
                 errors.Add(new($"{f}.operator", "required", "is required: above or below"));
@@ -429,43 +405,13 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
             }
             Seconds(errors, $"{f}.window_seconds", p.WindowSeconds, 1, 86400);
             Seconds(errors, $"{f}.cooldown_seconds", p.CooldownSeconds, 0, 86400);
-            if (errors.Count == before)
-            {
-                result.Add(new ScalingPolicySpec(name, p.Operator!, p.Threshold!.Value,
-                    p.WindowSeconds is { } w ? TimeSpan.FromSeconds(w) : options.DefaultWindow, p.Adjustment!.Value,
-                    p.CooldownSeconds is { } c ? TimeSpan.FromSeconds(c) : options.DefaultCooldown));
-            }
-        }
-        return result;
-    }
+        }, (p, name) => new ScalingPolicySpec(name, p.Operator!, p.Threshold!.Value,
+            p.WindowSeconds is { } w ? TimeSpan.FromSeconds(w) : options.DefaultWindow, p.Adjustment!.Value,
+            p.CooldownSeconds is { } c ? TimeSpan.FromSeconds(c) : options.DefaultCooldown));
 
-    private static List<ScheduledChangeSpec> CheckSchedules(IReadOnlyList<ScheduledChangeDto?>? list, List<FieldError> errors)
-    {
-        var result = new List<ScheduledChangeSpec>();
-        if (list is { Count: > 50 })
+    private static List<ScheduledChangeSpec> CheckSchedules(IReadOnlyList<ScheduledChangeDto?>? list, List<FieldError> errors) =>
+        CheckNamedList(list, "schedules", 50, "scheduled change", "scheduled changes", "schedule", s => s.Name, x => x.Name, errors, (s, f) =>
         {
-            errors.Add(new("schedules", "too_many", "at most 50 scheduled changes"));
-            return result;
-        }
-        for (var i = 0; i < (list?.Count ?? 0); i++)
-        {
-            var s = list![i];
-            var f = $"schedules[{i}]";
-            if (s is null)
-            {
-                errors.Add(new(f, "required", "must be an object"));
-                continue;
-            }
-            var before = errors.Count;
-            var name = s.Name ?? $"schedule-{i + 1}";
-            if (NameRules.Check(name) is { } np)
-            {
-                errors.Add(new($"{f}.name", "invalid", np));
-            }
-            else if (result.Any(x => x.Name == name))
-            {
-                errors.Add(new($"{f}.name", "duplicate", $"'{name}' is used by another scheduled change"));
-            }
             if (s.At is null)
             {
                 errors.Add(new($"{f}.at", "required", "is required: a time with its offset (RFC 3339)"));
@@ -490,9 +436,46 @@ public sealed class ScalingService(IStateStore store, ScalingOptions options, Ti
             {
                 errors.Add(new($"{f}.max", "invalid", "must be at least min"));
             }
+        }, (s, name) => new ScheduledChangeSpec(name, s.At!.Value, s.Desired, s.Min, s.Max));
+
+    /// <summary>
+    /// What the group's named lists (policies, schedules) share: at most <paramref name="max"/> entries, none null, each
+    /// named (by default "<paramref name="defaultName"/>-N") with a valid name used once. <paramref name="check"/>
+    /// adds an entry's own errors (field prefix given); an entry that added none is built into the result.
+    /// </summary>
+    private static List<TSpec> CheckNamedList<TDto, TSpec>(IReadOnlyList<TDto?>? list, string field, int max, string what, string plural, string defaultName,
+        Func<TDto, string?> nameOf, Func<TSpec, string> specName, List<FieldError> errors, Action<TDto, string> check, Func<TDto, string, TSpec> build)
+        where TDto : class
+    {
+        var result = new List<TSpec>();
+        if (list is not null && list.Count > max)
+        {
+            errors.Add(new(field, "too_many", $"at most {max} {plural}"));
+            return result;
+        }
+        for (var i = 0; i < (list?.Count ?? 0); i++)
+        {
+            var item = list![i];
+            var f = $"{field}[{i}]";
+            if (item is null)
+            {
+                errors.Add(new(f, "required", "must be an object"));
+                continue;
+            }
+            var before = errors.Count;
+            var name = nameOf(item) ?? $"{defaultName}-{i + 1}";
+            if (NameRules.Check(name) is { } np)
+            {
+                errors.Add(new($"{f}.name", "invalid", np));
+            }
+            else if (result.Any(x => specName(x) == name))
+            {
+                errors.Add(new($"{f}.name", "duplicate", $"'{name}' is used by another {what}"));
+            }
+            check(item, f);
             if (errors.Count == before)
             {
-                result.Add(new ScheduledChangeSpec(name, s.At!.Value, s.Desired, s.Min, s.Max));
+                result.Add(build(item, name));
             }
         }
         return result;
