@@ -8,6 +8,7 @@ case "${1:-up}" in
   up|test)
     have qemu-system-x86_64 || need+=(qemu-system-x86)
     have qemu-img || need+=(qemu-utils)
+    have qemu-storage-daemon || need+=(qemu-system-common)   # backups of stopped VMs
     have sqlite3 || need+=(sqlite3)
     have flock || need+=(util-linux)
     have setpriv || need+=(util-linux)
