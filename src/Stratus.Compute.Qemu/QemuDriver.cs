@@ -35,6 +35,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
     private readonly ILogger _logger;
     private readonly QemuImg _qemuImg;
     private readonly ICgroupWriter? _cgroups;
+    private readonly bool _cgroupsDetected;
     private readonly ConcurrentDictionary<InstanceId, QemuVm> _vms = new();
     private readonly ConcurrentDictionary<int, InstanceId> _reservedPorts = new();
     private readonly SemaphoreSlim _loadGate = new(1, 1);
@@ -54,6 +55,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         _logger = logger ?? (ILogger)NullLogger.Instance;
         _qemuImg = new QemuImg(options.QemuImgBinary);
         _cgroups = cgroupWriter ?? CgroupDetector.Create(options.Cgroups, options.CgroupRoot, options.CgroupParent);
+        _cgroupsDetected = cgroupWriter is null;
         _vmsRoot = Path.Combine(options.DataDirectory, "vms");
         CreatePrivateDirectory(_vmsRoot);
     }
@@ -953,6 +955,12 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
                 return;
             }
 
+            if (_cgroups is not null && _cgroupsDetected && _options.FavorDynamicCgroups && Environment.IsPrivilegedProcess)
+            {
+                var tuning = await CgroupTuning.EnsureFavorDynModsAsync("/proc/self/mountinfo", "mount", cancellationToken);
+                LogCgroupTuning(_logger, tuning.Detail);
+            }
+
             foreach (var dir in Directory.EnumerateDirectories(_vmsRoot))
             {
                 if (!InstanceId.TryParse(Path.GetFileName(dir), out var id) || !File.Exists(Path.Combine(dir, "spec.json")) || !File.Exists(Path.Combine(dir, "state.json")))
@@ -1398,6 +1406,9 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
 
     [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "QEMU runs as root on this host: it could not run as user {QemuUser}: {Reason}")]
     private static partial void LogPrivilegeFallback(ILogger logger, string qemuUser, string reason);
+
+    [LoggerMessage(EventId = 4040, Level = LogLevel.Information, Message = "cgroups: {Detail}")]
+    private static partial void LogCgroupTuning(ILogger logger, string detail);
 
     [LoggerMessage(EventId = 4008, Level = LogLevel.Information, Message = "QEMU runs as {QemuUser} (uid {Uid}, privileges dropped: {Drops})")]
     private static partial void LogQemuIdentity(ILogger logger, string qemuUser, int uid, bool drops);

@@ -82,6 +82,11 @@ public sealed class QemuDriverOptions
     /// <summary>Name of the parent cgroup all VM cgroups are created under.</summary>
     public string CgroupParent { get; set; } = "stratus";
 
+    /// <summary>When the driver manages cgroups as root: turn the host's cgroup mount option <c>favordynmods</c> on at start
+    /// (system-wide; see <see cref="Cgroups.CgroupTuning"/>), so moving each new QEMU into its cgroups takes ≈ 0.1 ms instead of
+    /// an RCU grace period (7–23 ms measured, on the path of every VM start and every incoming migration).</summary>
+    public bool FavorDynamicCgroups { get; set; } = true;
+
     /// <summary>Memory QEMU needs beyond the guest's RAM, in MiB; the cgroup limit is RAM plus this.
     /// Null: measured default (TCG: tb-size + 96 MiB; KVM: 64 MiB). 16–4096.</summary>
     public int? MemoryOverheadMib { get; set; }

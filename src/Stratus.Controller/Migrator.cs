@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Stratus.Core.Compute;
 using Stratus.Core.Ids;
@@ -23,9 +24,11 @@ public sealed partial class Migrator(
 {
     private readonly ConcurrentDictionary<InstanceId, Running> _running = new();
 
-    private sealed class Running(MigrationDto view, CancellationTokenSource cts, Task? task = null)
+    private sealed class Running(MigrationDto view, CancellationTokenSource cts, long requestedAt, Task? task = null)
     {
         public MigrationDto View = view;
+        /// <summary>Stopwatch timestamp of the request that started the migration (phase timings count from it).</summary>
+        public long RequestedAt { get; } = requestedAt;
         public CancellationTokenSource Cts { get; } = cts;
         public Task? Task { get; set; } = task;
         public string? AbortReason;
@@ -42,6 +45,7 @@ public sealed partial class Migrator(
 
     public async Task<Outcome<Instance>> StartAsync(string reference, MigrateRequest request, string requestedBy, CancellationToken ct)
     {
+        var requestedAt = Stopwatch.GetTimestamp();
         var inst = InstanceId.TryParse(reference, out var iid) ? await store.GetInstanceAsync(iid, ct) : await store.FindInstanceAsync(reference, ct);
         if (inst is null || inst.VmState == VmState.Deleted)
         {
@@ -133,7 +137,7 @@ public sealed partial class Migrator(
                 var fresh = await store.GetInstanceAsync(inst.Id, ct) ?? updated;
                 var settings = new MigrationSettings(request.MaxDowntimeMs, request.AutoConverge ?? false, request.PostCopy ?? false,
                     request.BandwidthMibps is { } mib ? mib * 1024 * 1024 : null);
-                Launch(fresh, record, settings);
+                Launch(fresh, record, settings, requestedAt);
                 return fresh;
             }
             if (outcome == CasOutcome.NotFound)
@@ -170,11 +174,11 @@ public sealed partial class Migrator(
     private int MigrationsTouching(HostId host) =>
         _running.Values.Count(r => r.View.SourceHostId == host.ToString() || r.View.DestinationHostId == host.ToString());
 
-    private void Launch(Instance inst, MigrationRecord m, MigrationSettings settings)
+    private void Launch(Instance inst, MigrationRecord m, MigrationSettings settings, long requestedAt)
     {
         var cts = new CancellationTokenSource(options.MigrationTimeout);
         var view = new MigrationDto(m.Kind, "preparing", m.Source.ToString(), m.Destination.ToString(), "setup", 0, 0, 0, 0, 0, null, null, m.StartedAt);
-        var running = new Running(view, cts);
+        var running = new Running(view, cts, requestedAt);
         _running[inst.Id] = running;
         running.Task = Task.Run(async () =>
         {
@@ -194,6 +198,8 @@ public sealed partial class Migrator(
     {
         var ct = r.Cts.Token;
         var committed = false;
+        var phases = new PhaseClock(r.RequestedAt);
+        phases.Mark("accept");
         try
         {
             var src = hub.Session(m.Source) ?? throw new AgentRequestException("host_unreachable", "the source host's agent disconnected");
@@ -209,6 +215,7 @@ public sealed partial class Migrator(
                 // Forwards: the destination binds its own host ports (on one machine the source still holds the old ones).
                 desired = desired with { Forwards = [.. desired.Forwards.Select(f => f with { HostPort = 0 })] };
                 var incoming = await PhaseAsync(t => dst.PrepareIncomingAsync(desired, t), ct);
+                phases.Mark("prepare");
                 r.View = r.View with { Phase = "migrating" };
                 final = await src.MigrateOutAsync(inst.Id, incoming, settings, new Relay(s => r.View = r.View with
                 {
@@ -219,6 +226,7 @@ public sealed partial class Migrator(
                     DirtyRateBytesPerSecond = s.DirtyRateBytesPerSecond,
                     ExpectedDowntimeMs = s.ExpectedDowntimeMs,
                 }), ct);
+                phases.Mark("migrate");
                 r.View = r.View with { Phase = "completing", Status = final.Status, DowntimeMs = final.DowntimeMs, TotalTimeMs = final.TotalTimeMs };
                 if (inst.StoragePool == "shared")
                 {
@@ -227,7 +235,8 @@ public sealed partial class Migrator(
                     // destination's bookkeeping (CompleteIncoming) follows, off the user's critical path.
                     committed = true;
                     await CommitAsync(inst.Id, m, new ActualVm(inst.Id, inst.PowerState == PowerState.Paused ? PowerState.Paused : PowerState.Running, null,
-                        incoming.Forwards, 0, null, true), Moved(m, final));
+                        incoming.Forwards, 0, null, true), Moved(m, final, phases));
+                    phases.Mark("commit");
                     try
                     {
                         await PhaseAsync(t => dst.CompleteIncomingAsync(inst.Id, t), CancellationToken.None);
@@ -240,13 +249,16 @@ public sealed partial class Migrator(
                 else
                 {
                     arrived = await PhaseAsync(t => dst.CompleteIncomingAsync(inst.Id, t), CancellationToken.None);
+                    phases.Mark("complete");
                 }
             }
             else
             {
                 var disk = await PhaseAsync(t => src.ExportDiskAsync(inst.Id, t), ct);
+                phases.Mark("export");
                 var desired = await reconciler.DesiredVmAsync(inst, DesiredPower.Stopped, ct);
                 arrived = await dst.ImportStoppedAsync(desired, disk, ct); // copying a disk may take long: the whole-migration timeout bounds it
+                phases.Mark("import");
                 r.View = r.View with { Phase = "completing", Status = "completed" };
                 // A stopped server's commit point: once the source let go of it, it lives on the destination only.
                 await PhaseAsync(async t => { await src.CompleteOutgoingAsync(inst.Id, t); return true; }, CancellationToken.None);
@@ -254,7 +266,8 @@ public sealed partial class Migrator(
             if (!committed)
             {
                 committed = true;
-                await CommitAsync(inst.Id, m, arrived!, Moved(m, final));
+                await CommitAsync(inst.Id, m, arrived!, Moved(m, final, phases));
+                phases.Mark("commit");
             }
             if (m.Kind == "live")
             {
@@ -267,7 +280,7 @@ public sealed partial class Migrator(
                     LogSourceCleanupFailed(log, inst.Id, e.Message);
                 }
             }
-            LogMigrated(log, inst.Id, m.Source, m.Destination, final?.TotalTimeMs, final?.DowntimeMs);
+            LogMigrated(log, inst.Id, m.Source, m.Destination, final?.TotalTimeMs, final?.DowntimeMs, phases.ToString());
         }
         catch (Exception e) when (!committed)
         {
@@ -312,9 +325,27 @@ public sealed partial class Migrator(
         }
     }
 
-    private static string Moved(MigrationRecord m, MigrationStatus? final) => final is null
-        ? $"moved to host {m.Destination} (cold)"
-        : $"moved to host {m.Destination}: total {final.TotalTimeMs} ms, downtime {final.DowntimeMs} ms, {final.TransferredBytes} bytes";
+    /// <summary>The action log's line for a finished move: QEMU's own figures, then where Stratus's time went up to the commit.</summary>
+    private static string Moved(MigrationRecord m, MigrationStatus? final, PhaseClock phases) => final is null
+        ? $"moved to host {m.Destination} (cold; {phases} from the request)"
+        : $"moved to host {m.Destination}: total {final.TotalTimeMs} ms, downtime {final.DowntimeMs} ms, {final.TransferredBytes} bytes ({phases} from the request)";
+
+    /// <summary>Milliseconds spent in each phase since the request, e.g. "accept 3 ms, prepare 51 ms, migrate 312 ms".</summary>
+    private sealed class PhaseClock(long start)
+    {
+        private readonly List<(string Name, double Ms)> _marks = [];
+        private long _last = start;
+
+        public void Mark(string name)
+        {
+            var now = Stopwatch.GetTimestamp();
+            _marks.Add((name, Stopwatch.GetElapsedTime(_last, now).TotalMilliseconds));
+            _last = now;
+        }
+
+        public override string ToString() =>
+            string.Join(", ", _marks.Select(p => $"{p.Name} {p.Ms.ToString("0", System.Globalization.CultureInfo.InvariantCulture)} ms"));
+    }
 
     /// <summary>Runs one phase with the phase timeout (and the migration's own cancellation).</summary>
     private async Task<T> PhaseAsync<T>(Func<CancellationToken, Task<T>> phase, CancellationToken ct)
@@ -522,8 +553,8 @@ public sealed partial class Migrator(
         public void Report(MigrationStatus value) => report(value);
     }
 
-    [LoggerMessage(30, LogLevel.Information, "Server {InstanceId} migrated {Source} -> {Destination} (total {TotalMs} ms, downtime {DowntimeMs} ms)")]
-    private static partial void LogMigrated(ILogger log, InstanceId instanceId, HostId source, HostId destination, long? totalMs, long? downtimeMs);
+    [LoggerMessage(30, LogLevel.Information, "Server {InstanceId} migrated {Source} -> {Destination} (total {TotalMs} ms, downtime {DowntimeMs} ms; {Phases})")]
+    private static partial void LogMigrated(ILogger log, InstanceId instanceId, HostId source, HostId destination, long? totalMs, long? downtimeMs, string phases);
 
     [LoggerMessage(31, LogLevel.Warning, "Server {InstanceId}: migration rolled back: {Reason}")]
     private static partial void LogRolledBack(ILogger log, InstanceId instanceId, string reason);

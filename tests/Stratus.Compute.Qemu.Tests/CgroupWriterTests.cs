@@ -108,4 +108,50 @@ public sealed class CgroupWriterTests : IDisposable
         Assert.Null(CgroupDetector.Create(CgroupMode.None, _root, "stratus", mountinfo));
         Assert.Throws<InvalidOperationException>(() => CgroupDetector.Create(CgroupMode.V2, _root, "stratus", mountinfo));
     }
+
+    [Fact]
+    public void FavorDynMods_HybridHost_RemountKeepsEveryOptionAndAddsIt()
+    {
+        string[] mountInfo =
+        [
+            "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755",
+            "31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot",
+            "32 30 0:28 / /sys/fs/cgroup/cpu rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,cpu",
+        ];
+
+        var plan = CgroupTuning.PlanRemount(mountInfo, out var already);
+
+        Assert.False(already);
+        Assert.Equal(("/sys/fs/cgroup/unified", "rw,nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot,favordynmods"), plan);
+    }
+
+    [Fact]
+    public void FavorDynMods_AlreadyOnOrNoCgroup2_NothingToDo()
+    {
+        Assert.Null(CgroupTuning.PlanRemount(["31 30 0:27 / /sys/fs/cgroup rw,relatime shared:10 - cgroup2 cgroup2 rw,favordynmods"], out var on));
+        Assert.True(on);
+        Assert.Null(CgroupTuning.PlanRemount(["32 30 0:28 / /sys/fs/cgroup/cpu rw,relatime shared:11 - cgroup cgroup rw,cpu", "garbage"], out var v1));
+        Assert.False(v1);
+        Assert.Equal(("/srv/cg roup", "rw,favordynmods"), CgroupTuning.PlanRemount(["31 30 0:27 / /srv/cg\\040roup rw shared:10 - cgroup2 cgroup2 rw"], out _));
+    }
+
+    /// <summary>On this host, as root: the option ends up on and the mount keeps every flag it had (a remount that named only
+    /// the new option would drop nosuid/nodev/noexec).</summary>
+    [Fact]
+    public async Task FavorDynMods_RealHost_TurnedOnWithOtherOptionsKept()
+    {
+        var before = File.ReadAllLines("/proc/self/mountinfo").FirstOrDefault(l => l.Contains(" - cgroup2 ", StringComparison.Ordinal));
+        if (!Environment.IsPrivilegedProcess || before is null || Environment.OSVersion.Version.Major < 6)
+        {
+            Assert.Fail($"this test needs root, a cgroup2 mount and Linux ≥ 6.0 (CI runs as root on such a host): root={Environment.IsPrivilegedProcess}, cgroup2={before is not null}");
+        }
+
+        var outcome = await CgroupTuning.EnsureFavorDynModsAsync("/proc/self/mountinfo", "mount", CancellationToken.None);
+
+        Assert.True(outcome.Enabled, outcome.Detail);
+        var after = File.ReadAllLines("/proc/self/mountinfo").First(l => l.Contains(" - cgroup2 ", StringComparison.Ordinal));
+        Assert.Contains("favordynmods", after.Split(' ').Last().Split(','));
+        Assert.Equal(before.Split(' ')[5].Split(',').Order(), after.Split(' ')[5].Split(',').Order());
+        Assert.Equal(before.Split(' ').Last().Split(',').Where(o => o != "favordynmods").Order(), after.Split(' ').Last().Split(',').Where(o => o != "favordynmods").Order());
+    }
 }
