@@ -27,6 +27,13 @@ public static class Local
             Console.Error.WriteLine($"error: a controller already runs for {dataDir} (pid {running}); `./stratus down --data-dir {dataDir}` stops it");
             return 1;
         }
+        if (PortTaken(port))
+        {
+            // Another process (maybe another cloud's controller) answers there: the new controller could not listen, and
+            // waiting for it would talk to the other one.
+            Console.Error.WriteLine($"error: port {port} on 127.0.0.1 is already in use (another Stratus controller? `./stratus down --data-dir DIR` stops one); choose another with --port");
+            return 1;
+        }
         if (!File.Exists(Stratusd))
         {
             Console.Error.WriteLine($"error: stratusd not found at {Stratusd}; run through ./stratus");
@@ -307,6 +314,22 @@ public static class Local
     {
         using var k = Process.Start(new ProcessStartInfo("kill", [$"-{sig}", pid.ToString(Output.Inv)]) { UseShellExecute = false })!;
         k.WaitForExit();
+    }
+
+    private static bool PortTaken(int port)
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        // As Kestrel binds: connections of a controller stopped a moment ago (TIME_WAIT) do not count, a listener does.
+        socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
+        try
+        {
+            socket.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+            return false;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return true;
+        }
     }
 
     private static int? ReadPid(string dataDir, string file = "stratusd.pid")

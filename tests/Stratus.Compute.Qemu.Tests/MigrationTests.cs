@@ -159,6 +159,9 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         var backups = TestEnvironment.NewDataDirectory();
         Assert.Equal("full", (await hosts.A.BackupAsync(spec.Id, Path.Combine(backups, "k1"), null, CancellationToken.None)).Kind);
 
+        // Started ready to move: the default migration settings are already in QEMU, so the move itself sends only `migrate`.
+        await AssertMigrationPresetAsync(hosts.A, spec.Id);
+
         var clock = Stopwatch.StartNew();
         var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
         Assert.Null(incoming.DiskTarget);
@@ -192,6 +195,8 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.DoesNotContain("STRATUS-GUEST-READY", await hosts.B.ReadConsoleAsync(spec.Id, 1 << 20, CancellationToken.None), StringComparison.Ordinal);
 
         Assert.Equal([arrived.Pid!.Value], TestEnvironment.QemuPidsOf(spec.Id));
+        // As a destination it had post-copy on; arrived, it has the settings its own next move needs.
+        await AssertMigrationPresetAsync(hosts.B, spec.Id);
         Assert.False(QemuDriver.ProcessAlive(sourcePid));
         Assert.False(Directory.Exists(Path.Combine(hosts.DataA, "vms", spec.Id.ToString())));
         Assert.Null(await hosts.A.GetStatusAsync(spec.Id, CancellationToken.None));
@@ -494,5 +499,17 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.Equal("invalid_state", (await Assert.ThrowsAsync<ComputeException>(() => hosts.A.ExportDiskAsync(hosts.Survivor, CancellationToken.None))).Code);
         Assert.Equal("invalid_state", (await Assert.ThrowsAsync<ComputeException>(() => hosts.A.CompleteOutgoingAsync(hosts.Survivor, CancellationToken.None))).Code);
         Assert.Equal(PowerState.Running, (await hosts.A.GetStatusAsync(hosts.Survivor, CancellationToken.None))!.Power);
+    }
+
+    private static async Task AssertMigrationPresetAsync(QemuDriver driver, InstanceId id)
+    {
+        var parameters = await driver.ExecuteQmpForTestsAsync(id, "query-migrate-parameters", CancellationToken.None);
+        Assert.Equal(1L << 40, parameters.GetProperty("max-bandwidth").GetInt64());
+        Assert.Equal(300, parameters.GetProperty("downtime-limit").GetInt64());
+        var capabilities = (await driver.ExecuteQmpForTestsAsync(id, "query-migrate-capabilities", CancellationToken.None)).EnumerateArray()
+            .ToDictionary(c => c.GetProperty("capability").GetString()!, c => c.GetProperty("state").GetBoolean());
+        Assert.True(capabilities["events"]);
+        Assert.False(capabilities["postcopy-ram"]);
+        Assert.False(capabilities["auto-converge"]);
     }
 }

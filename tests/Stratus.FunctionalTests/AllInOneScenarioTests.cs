@@ -25,6 +25,22 @@ public sealed class AllInOneScenarioTests : IAsyncLifetime
         var hosts = (await S("host", "list", "-o", "json")).Ok().Json();
         Assert.Equal(3, hosts.GetArrayLength());
 
+        // A second cloud on the same port is refused at once, before it starts anything (it used to wait for "its"
+        // controller and talk to this one).
+        var other = Directory.CreateTempSubdirectory("stratus-func-").FullName;
+        try
+        {
+            var clash = await S("up", "--detach", "--driver", "simulated", "--hosts", "1", "--data-dir", other, "--port", _port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(1, clash.ExitCode);
+            Assert.Contains($"port {_port} on 127.0.0.1 is already in use", clash.Stderr, StringComparison.Ordinal);
+            Assert.False(File.Exists(Path.Combine(other, "stratusd.pid")));
+            Assert.Equal(3, (await S("host", "list", "-o", "json")).Ok().Json().GetArrayLength());
+        }
+        finally
+        {
+            Directory.Delete(other, recursive: true);
+        }
+
         // 21 servers, each created with --wait by its own CLI process, all at once.
         var creates = Enumerable.Range(1, 21).Select(i => S("server", "create", $"web-{i}", "--flavor", "tiny", "--image", "tiny", "--wait", "-o", "json")).ToList();
         var created = await Task.WhenAll(creates);
