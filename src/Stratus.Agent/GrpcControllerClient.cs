@@ -186,7 +186,15 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
                 backoff = TimeSpan.FromMilliseconds(250);
                 while (await call.ResponseStream.MoveNext(conn.Token))
                 {
-                    Dispatch(call.ResponseStream.Current, outbox);
+                    try
+                    {
+                        Dispatch(call.ResponseStream.Current, outbox);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // One message the agent cannot act on must not end the stream (that would fence the host).
+                        LogDispatchFailed(_log, e, _registration!.Name, call.ResponseStream.Current.BodyCase.ToString());
+                    }
                 }
                 LogStreamEnded(_log, _registration!.Name);
             }
@@ -205,6 +213,12 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
                 {
                     LogConnectFailed(_log, _registration!.Name, e.Message);
                 }
+            }
+            catch (Exception e) when (!stop.IsCancellationRequested)
+            {
+                // Anything else (a bug) used to end this loop for good: the agent lived on, disconnected, and fenced its
+                // host. Log it with its stack and reconnect like any other failure.
+                LogLoopFailed(_log, e, _registration!.Name);
             }
             finally
             {
@@ -411,6 +425,12 @@ public sealed partial class GrpcControllerClient : IControllerEndpoint, IAsyncDi
 
     [LoggerMessage(4, LogLevel.Error, "Host {HostName}: the controller refused the agent: {Reason}")]
     private static partial void LogRefused(ILogger log, string hostName, string reason);
+
+    [LoggerMessage(6, LogLevel.Error, "Host {HostName}: the stream to the controller failed; reconnecting")]
+    private static partial void LogLoopFailed(ILogger log, Exception e, string hostName);
+
+    [LoggerMessage(7, LogLevel.Error, "Host {HostName}: a {Body} message from the controller could not be handled")]
+    private static partial void LogDispatchFailed(ILogger log, Exception e, string hostName, string body);
 
     [LoggerMessage(5, LogLevel.Error, "Request {Op} failed")]
     private static partial void LogRequestFailed(ILogger log, Exception e, string op);
