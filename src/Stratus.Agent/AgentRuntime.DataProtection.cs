@@ -53,7 +53,7 @@ public sealed partial class AgentRuntime
         try
         {
             var s = await Snapshots.RevertSnapshotAsync(id, name, cancellationToken);
-            return new ActualVm(id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(id), null, true);
+            return new ActualVm(id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(id), null, true) { HotPlugged = s.HotPlugged };
         }
         catch (ComputeException e)
         {

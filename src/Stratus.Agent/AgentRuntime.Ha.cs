@@ -238,7 +238,7 @@ public sealed partial class AgentRuntime
         {
             var s = await _driver.StartAsync(id, cancellationToken);
             _lastActedOn[id] = DesiredPower.Running;
-            return new ActualVm(id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(id), null, true);
+            return new ActualVm(id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(id), null, true) { HotPlugged = s.HotPlugged };
         }
         catch (ComputeException e)
         {

@@ -76,7 +76,7 @@ public sealed partial class AgentRuntime
             var s = await Migrator.CompleteIncomingAsync(id, cancellationToken);
             // From now on it is an ordinary VM of this host: adopted as running, reboots counted from here.
             _lastActedOn[id] = DesiredPower.Running;
-            return new ActualVm(id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(id), null, true);
+            return new ActualVm(id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(id), null, true) { HotPlugged = s.HotPlugged };
         }
         catch (ComputeException e)
         {
@@ -145,7 +145,7 @@ public sealed partial class AgentRuntime
             var s = await Migrator.ImportStoppedAsync(ToSpec(vm), sourceDisk, cancellationToken);
             _lastActedOn[vm.Id] = DesiredPower.Stopped;
             SetAppliedReboot(vm.Id, vm.RebootSeq);
-            return new ActualVm(vm.Id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], vm.RebootSeq, null, true);
+            return new ActualVm(vm.Id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], vm.RebootSeq, null, true) { HotPlugged = s.HotPlugged };
         }
         catch (ComputeException e)
         {

@@ -105,5 +105,5 @@ public sealed partial class AgentRuntime
     }
 
     private ActualVm Actual(VmStatus s) =>
-        new(s.Id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(s.Id), null, true);
+        new(s.Id, s.Power, s.Pid, [.. s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort))], AppliedReboot(s.Id), null, true) { HotPlugged = s.HotPlugged };
 }

@@ -281,10 +281,10 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
             var cmdline = File.Exists(Path.Combine(dir, "cmdline")) ? File.ReadAllText(Path.Combine(dir, "cmdline")).Trim() : "console=ttyS0";
             return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, Path.Combine(dir, "disk.qcow2"), "qcow2",
                 Path.Combine(dir, "vmlinuz"), Path.Combine(dir, "initrd.img"), cmdline, d.UserData, d.PublicKeys, forwards, Math.Max(d.MaxVcpus, d.Vcpus), Math.Max(d.MaxMemoryMib, d.MemoryMib),
-                StoragePool: d.StoragePool);
+                StoragePool: d.StoragePool) { HotPlugged = d.HotPlugged };
         }
         return new VmSpec(d.Id, d.Name, d.Vcpus, d.MemoryMib, d.DiskGib, d.ImageRef, d.ImageFormat, null, null, null, d.UserData, d.PublicKeys,
-            forwards, Math.Max(d.MaxVcpus, d.Vcpus), Math.Max(d.MaxMemoryMib, d.MemoryMib), StoragePool: d.StoragePool);
+            forwards, Math.Max(d.MaxVcpus, d.Vcpus), Math.Max(d.MaxMemoryMib, d.MemoryMib), StoragePool: d.StoragePool) { HotPlugged = d.HotPlugged };
     }
 
     private async Task HeartbeatLoopAsync(CancellationToken ct)
@@ -327,7 +327,7 @@ public sealed partial class AgentRuntime : IAgentSession, IAsyncDisposable
         {
             seen.Add(s.Id);
             vms.Add(new ActualVm(s.Id, s.Power, s.Pid, s.Forwards.Select(f => new ForwardSpec(f.HostPort, f.GuestPort)).ToList(),
-                AppliedReboot(s.Id), _errors.GetValueOrDefault(s.Id), true, StillFenced(s)));
+                AppliedReboot(s.Id), _errors.GetValueOrDefault(s.Id), true, StillFenced(s)) { HotPlugged = s.HotPlugged });
         }
         foreach (var id in _desired.Keys.Where(id => !seen.Contains(id)))
         {

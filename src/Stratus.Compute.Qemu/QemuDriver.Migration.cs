@@ -94,6 +94,24 @@ public sealed partial class QemuDriver
             {
                 await LaunchAsync(vm, cancellationToken, incoming: true);
                 var qmp = vm.Qmp!;
+                if (spec.HotPlugged is { } source)
+                {
+                    // The source's QEMU has hot-plugged vCPUs/DIMMs: plug the same ones, in the same order, before its state
+                    // arrives (device_add is refused once the incoming migration started).
+                    if (source.PluggedVcpus > source.BootVcpus)
+                    {
+                        await HotAddVcpusAsync(qmp, source.BootVcpus, source.PluggedVcpus, null, cancellationToken);
+                    }
+
+                    for (var n = 0; n < source.DimmsMib.Count; n++)
+                    {
+                        await PlugDimmAsync(qmp, n, source.DimmsMib[n], cancellationToken);
+                    }
+
+                    vm.Live = new LiveSize(source.PluggedVcpus, source.BootMemoryMib, [.. source.DimmsMib], source.BootVcpus);
+                    await SaveStateAsync(vm, cancellationToken);
+                }
+
                 string? diskTarget = null;
                 if (!vm.OnSharedPool && File.Exists(vm.DiskPath))
                 {

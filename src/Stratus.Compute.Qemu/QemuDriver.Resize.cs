@@ -77,32 +77,14 @@ public sealed partial class QemuDriver : IResizeDriver
                 var plugged = live.PluggedVcpus;
                 if (target.Vcpus > plugged)
                 {
-                    var slots = await qmp.ExecuteAsync("query-hotpluggable-cpus", null, cancellationToken);
-                    var free = slots.EnumerateArray().Where(s => !s.TryGetProperty("qom-path", out _)).Reverse().ToList();
-                    foreach (var slot in free.Take(target.Vcpus - plugged))
-                    {
-                        var args = new Dictionary<string, object> { ["driver"] = slot.GetProperty("type").GetString()!, ["id"] = $"cpu{plugged}" };
-                        foreach (var p in slot.GetProperty("props").EnumerateObject())
-                        {
-                            args[p.Name] = p.Value.GetInt64();
-                        }
-                        await qmp.ExecuteAsync("device_add", args, cancellationToken);
-                        plugged++;
-                        steps.Add($"hot-added vCPU {plugged} ({string.Join(' ', slot.GetProperty("props").EnumerateObject().Select(p => $"{p.Name}={p.Value}"))})");
-                    }
-                    if (plugged < target.Vcpus)
-                    {
-                        throw new ComputeException("hypervisor_error", $"QEMU offered only {plugged} of {target.Vcpus} vCPU slots");
-                    }
+                    plugged = await HotAddVcpusAsync(qmp, plugged, target.Vcpus, steps, cancellationToken);
                     vm.Live = vm.Live with { PluggedVcpus = plugged };
                 }
 
                 if (addMib > 0)
                 {
-                    var n = live.Dimms.Count;
-                    await qmp.ExecuteAsync("object-add", new Dictionary<string, object> { ["qom-type"] = "memory-backend-ram", ["id"] = $"mem-dimm{n}", ["size"] = addMib * 1024 * 1024 }, cancellationToken);
-                    await qmp.ExecuteAsync("device_add", new Dictionary<string, object> { ["driver"] = "pc-dimm", ["id"] = $"dimm{n}", ["memdev"] = $"mem-dimm{n}" }, cancellationToken);
-                    steps.Add($"hot-plugged a {addMib} MiB DIMM (dimm{n})");
+                    await PlugDimmAsync(qmp, live.Dimms.Count, addMib, cancellationToken);
+                    steps.Add($"hot-plugged a {addMib} MiB DIMM (dimm{live.Dimms.Count})");
                 }
 
                 if (target.MemoryMib != old.MemoryMib || target.MemoryMib < vm.Live.PluggedMemoryMib)
@@ -321,4 +303,37 @@ public sealed partial class QemuDriver : IResizeDriver
 
     [LoggerMessage(40, LogLevel.Information, "VM {InstanceId}: resize ({Kind}): {Steps}")]
     private static partial void LogResized(ILogger logger, string instanceId, string kind, string steps);
+
+    /// <summary>Hot-adds vCPUs from <paramref name="plugged"/> up to <paramref name="target"/>: the free slots
+    /// <c>query-hotpluggable-cpus</c> offers, last listed first, ids <c>cpuN</c>. A migration destination replays exactly this
+    /// on the same boot size, so both processes end with the same slots. Returns the new count.</summary>
+    private static async Task<int> HotAddVcpusAsync(QmpClient qmp, int plugged, int target, List<string>? steps, CancellationToken cancellationToken)
+    {
+        var slots = await qmp.ExecuteAsync("query-hotpluggable-cpus", null, cancellationToken);
+        var free = slots.EnumerateArray().Where(s => !s.TryGetProperty("qom-path", out _)).Reverse().ToList();
+        foreach (var slot in free.Take(target - plugged))
+        {
+            var args = new Dictionary<string, object> { ["driver"] = slot.GetProperty("type").GetString()!, ["id"] = $"cpu{plugged}" };
+            foreach (var p in slot.GetProperty("props").EnumerateObject())
+            {
+                args[p.Name] = p.Value.GetInt64();
+            }
+            await qmp.ExecuteAsync("device_add", args, cancellationToken);
+            plugged++;
+            steps?.Add($"hot-added vCPU {plugged} ({string.Join(' ', slot.GetProperty("props").EnumerateObject().Select(p => $"{p.Name}={p.Value}"))})");
+        }
+        if (plugged < target)
+        {
+            throw new ComputeException("hypervisor_error", $"QEMU offered only {plugged} of {target} vCPU slots");
+        }
+        return plugged;
+    }
+
+    /// <summary>Plugs DIMM number <paramref name="index"/> (backend <c>mem-dimmN</c>, device <c>dimmN</c>: the names a
+    /// migration matches RAM blocks and devices by).</summary>
+    private static async Task PlugDimmAsync(QmpClient qmp, int index, long mib, CancellationToken cancellationToken)
+    {
+        await qmp.ExecuteAsync("object-add", new Dictionary<string, object> { ["qom-type"] = "memory-backend-ram", ["id"] = $"mem-dimm{index}", ["size"] = mib * 1024 * 1024 }, cancellationToken);
+        await qmp.ExecuteAsync("device_add", new Dictionary<string, object> { ["driver"] = "pc-dimm", ["id"] = $"dimm{index}", ["memdev"] = $"mem-dimm{index}" }, cancellationToken);
+    }
 }

@@ -235,6 +235,11 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         var errors = new List<string>();
         if (spec.Vcpus < 1) errors.Add("vcpus must be ≥ 1");
         if (spec.MaxVcpus < spec.Vcpus) errors.Add("max vcpus must be ≥ vcpus");
+        if (spec.HotPlugged is { } h)
+        {
+            if (h.BootVcpus < 1 || h.PluggedVcpus < h.BootVcpus || h.PluggedVcpus > spec.MaxVcpus) errors.Add($"hot-plugged vCPUs must be boot ≤ plugged ≤ max vcpus ({h.BootVcpus}, {h.PluggedVcpus}, {spec.MaxVcpus})");
+            if (h.BootMemoryMib < 16 || h.DimmsMib.Any(d => d < 1) || h.DimmsMib.Count > 4 || h.PluggedMemoryMib > spec.MaxMemoryMib) errors.Add($"hot-plugged memory must be ≤ 4 DIMMs within max memory ({h.PluggedMemoryMib} of {spec.MaxMemoryMib} MiB)");
+        }
         if (spec.MemoryMib < 16) errors.Add("memory must be ≥ 16 MiB");
         if (spec.MaxMemoryMib < spec.MemoryMib) errors.Add("max memory must be ≥ memory");
         if (spec.DiskGib < 0) errors.Add("disk must be ≥ 0 GiB");
@@ -397,7 +402,11 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             ProbePort(vm.Id, f.HostPort, f.Protocol, explicitPort: true);
         }
 
-        vm.Live = new LiveSize(vm.Spec.Vcpus, vm.Spec.MemoryMib, []);
+        // A migration destination whose source had hot-plugged devices boots the source's boot size; PrepareIncomingAsync
+        // then plugs the same vCPUs and DIMMs before the state arrives.
+        vm.Live = incoming && vm.Spec.HotPlugged is { } source
+            ? new LiveSize(source.BootVcpus, source.BootMemoryMib, [], source.BootVcpus)
+            : new LiveSize(vm.Spec.Vcpus, vm.Spec.MemoryMib, [], vm.Spec.Vcpus);
         vm.MigrationSetup = null; // a new QEMU process starts with QEMU's defaults
         await WriteCgroupAsync(vm, cancellationToken);
 
@@ -663,8 +672,11 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
             args.AddRange(["-accel", $"tcg,tb-size={_options.TcgTbSizeMib}"]);
         }
 
-        args.AddRange(["-smp", $"{spec.Vcpus},maxcpus={spec.MaxVcpus}"]);
-        args.AddRange(["-m", spec.MaxMemoryMib > spec.MemoryMib ? $"size={spec.MemoryMib}M,slots=4,maxmem={spec.MaxMemoryMib}M" : $"size={spec.MemoryMib}M"]);
+        // The boot size: the spec's, or (migration destination) the source process's boot size before its hot-plugs.
+        var bootVcpus = vm.Live?.BootVcpus ?? spec.Vcpus;
+        var bootMemory = vm.Live?.BootMemoryMib ?? spec.MemoryMib;
+        args.AddRange(["-smp", $"{bootVcpus},maxcpus={spec.MaxVcpus}"]);
+        args.AddRange(["-m", spec.MaxMemoryMib > bootMemory ? $"size={bootMemory}M,slots=4,maxmem={spec.MaxMemoryMib}M" : $"size={bootMemory}M"]);
         args.AddRange([.. AddFd(Fd.Console, vm.ConsolePath), "-chardev", $"file,id=serial0,path=/dev/fdset/{Fd.Console},append=on", "-serial", "chardev:serial0"]);
         if (File.Exists(vm.DiskPath))
         {

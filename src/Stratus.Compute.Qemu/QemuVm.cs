@@ -16,10 +16,16 @@ internal sealed record VmStateFile(int? Pid, PowerState Power, IReadOnlyList<Por
 /// <param name="PluggedVcpus">vCPUs the process has (boot + hot-added; may exceed the spec after a rolled-back hot-add).</param>
 /// <param name="BootMemoryMib">The <c>-m size</c> the process was started with.</param>
 /// <param name="Dimms">Hot-plugged DIMMs, MiB each, in plug order (ids <c>dimm0</c>, <c>dimm1</c>, …).</param>
-internal sealed record LiveSize(int PluggedVcpus, long BootMemoryMib, IReadOnlyList<long> Dimms)
+/// <param name="BootVcpus">The <c>-smp</c> the process was started with (null in state files written before it was recorded).</param>
+internal sealed record LiveSize(int PluggedVcpus, long BootMemoryMib, IReadOnlyList<long> Dimms, int? BootVcpus = null)
 {
     /// <summary>Memory the process has plugged in: boot memory plus DIMMs (the balloon may hold part of it back).</summary>
     public long PluggedMemoryMib => BootMemoryMib + Dimms.Sum();
+
+    /// <summary>What a migration's destination must recreate, or null when nothing was hot-plugged (or the boot size is unknown).</summary>
+    public HotPlugLayout? HotPlugged => BootVcpus is { } boot && (PluggedVcpus != boot || Dimms.Count > 0)
+        ? new HotPlugLayout(boot, PluggedVcpus, BootMemoryMib, [.. Dimms])
+        : null;
 }
 
 /// <summary>Runtime state of one VM (mutated only under <see cref="Gate"/>, apart from exit handling).</summary>
@@ -103,5 +109,5 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
 
     public string CgroupName => Id.ToString();
 
-    public VmStatus Status(string? detail = null) => new(Id, Power, Pid, Forwards, detail);
+    public VmStatus Status(string? detail = null) => new(Id, Power, Pid, Forwards, detail) { HotPlugged = Pid is null ? null : Live?.HotPlugged };
 }

@@ -30,12 +30,23 @@ public sealed record VmSpec(
     int MaxVcpus,
     long MaxMemoryMib,
     bool CpuCapped = true,
-    string StoragePool = StoragePools.Local);
+    string StoragePool = StoragePools.Local)
+{
+    /// <summary>Only for a live migration's destination (<c>PrepareIncomingAsync</c>): the source process's hot-plugged
+    /// devices, which the destination recreates (boot with the source's boot size, then the same vCPUs and DIMMs in the same
+    /// order) instead of booting <see cref="Vcpus"/>/<see cref="MemoryMib"/> directly. Null: nothing was hot-plugged.</summary>
+    public HotPlugLayout? HotPlugged { get; init; }
+}
 
 /// <summary>What a driver observes of one VM.</summary>
 /// <param name="Pid">Hypervisor process id, when there is one.</param>
 /// <param name="Forwards">The forwards as actually bound (host ports resolved).</param>
-public sealed record VmStatus(InstanceId Id, PowerState Power, int? Pid, IReadOnlyList<PortForward> Forwards, string? Detail = null);
+public sealed record VmStatus(InstanceId Id, PowerState Power, int? Pid, IReadOnlyList<PortForward> Forwards, string? Detail = null)
+{
+    /// <summary>Set when the running process's vCPUs or memory were hot-plugged since it started (what a migration's
+    /// destination must recreate); null otherwise.</summary>
+    public HotPlugLayout? HotPlugged { get; init; }
+}
 
 /// <summary>What a driver detects about the host it runs on.</summary>
 /// <param name="Accelerator">"kvm" when hardware virtualisation actually works, else "tcg" (or "sim").</param>

@@ -91,6 +91,18 @@ public sealed partial class AgentHub(IStateStore store, TimeProvider time, Recon
         return null;
     }
 
+    /// <summary>
+    /// Folds one VM's actual state, as a request's reply carried it, into the host's latest report — so what the controller
+    /// reads next (a live resize's new device model, before a migration) does not wait for the agent's next full report.
+    /// </summary>
+    public void NoteActual(HostId host, ActualVm vm)
+    {
+        while (_sessions.ContainsKey(host) && _lastReports.TryGetValue(host, out var r)
+            && !_lastReports.TryUpdate(host, r with { Vms = [.. r.Vms.Where(v => v.Id != vm.Id), vm] }, r))
+        {
+        }
+    }
+
     public IAgentSession? Session(HostId host) => _sessions.GetValueOrDefault(host);
 
     public IReadOnlyCollection<HostId> ConnectedHosts => _sessions.Keys.ToList();

@@ -213,7 +213,13 @@ public sealed partial class Migrator(
             {
                 var desired = await reconciler.DesiredVmAsync(inst, inst.VmState == VmState.Paused ? DesiredPower.Paused : DesiredPower.Running, ct);
                 // Forwards: the destination binds its own host ports (on one machine the source still holds the old ones).
-                desired = desired with { Forwards = [.. desired.Forwards.Select(f => f with { HostPort = 0 })] };
+                // Hot-plugged vCPUs/DIMMs (a live resize since the source's QEMU started): the destination recreates the
+                // same devices, as the source's agent last reported them.
+                desired = desired with
+                {
+                    Forwards = [.. desired.Forwards.Select(f => f with { HostPort = 0 })],
+                    HotPlugged = hub.LastReport(m.Source)?.Vms.FirstOrDefault(v => v.Id == inst.Id)?.HotPlugged,
+                };
                 var incoming = await PhaseAsync(t => dst.PrepareIncomingAsync(desired, t), ct);
                 phases.Mark("prepare");
                 r.View = r.View with { Phase = "migrating" };

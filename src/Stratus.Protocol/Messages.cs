@@ -35,7 +35,11 @@ public sealed record DesiredVm(
     string StoragePool = "local",
     bool Ha = false,
     int MaxVcpus = 0,
-    long MaxMemoryMib = 0);
+    long MaxMemoryMib = 0)
+{
+    /// <summary>Only in a live migration's PrepareIncoming: the source's hot-plugged devices, to recreate (see <see cref="HotPlugLayout"/>).</summary>
+    public HotPlugLayout? HotPlugged { get; init; }
+}
 
 /// <summary>The full desired state of one host: level-triggered, the agent converges to it.</summary>
 public sealed record DesiredHostState(HostId HostId, long Epoch, IReadOnlyList<DesiredVm> Vms);
@@ -53,7 +57,11 @@ public sealed record ActualVm(
     long RebootSeq,
     string? Error,
     bool Exists,
-    bool Fenced = false);
+    bool Fenced = false)
+{
+    /// <summary>The running process's hot-plugged devices, when it has any (see <see cref="HotPlugLayout"/>).</summary>
+    public HotPlugLayout? HotPlugged { get; init; }
+}
 
 /// <summary>An agent's registration: who it is and what its host has.</summary>
 public sealed record HostRegistration(

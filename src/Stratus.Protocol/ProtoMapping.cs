@@ -75,14 +75,26 @@ public static class ProtoMapping
         }
         m.PublicKeys.AddRange(d.PublicKeys);
         m.Forwards.AddRange(d.Forwards.Select(ToProto));
+        m.HotPlugged = d.HotPlugged?.ToProto();
         return m;
     }
+
+    public static W.HotPlugLayout ToProto(this HotPlugLayout l)
+    {
+        var m = new W.HotPlugLayout { BootVcpus = l.BootVcpus, PluggedVcpus = l.PluggedVcpus, BootMemoryMib = l.BootMemoryMib };
+        m.DimmsMib.AddRange(l.DimmsMib);
+        return m;
+    }
+
+    public static HotPlugLayout? FromProto(this W.HotPlugLayout? m) =>
+        m is null ? null : new(m.BootVcpus, m.PluggedVcpus, m.BootMemoryMib, [.. m.DimmsMib]);
 
     public static DesiredVm FromProto(this W.DesiredVm m) =>
         new(new InstanceId(Guid.Parse(m.Id)), m.Name, m.Vcpus, m.MemoryMib, m.DiskGib,
             m.HasImageRef ? m.ImageRef : null, m.HasImageFormat ? m.ImageFormat : null, m.HasUserData ? m.UserData : null,
             [.. m.PublicKeys], [.. m.Forwards.Select(FromProto)], Enum.Parse<DesiredPower>(m.Power), m.RebootSeq, m.RebootHard,
-            string.IsNullOrEmpty(m.StoragePool) ? "local" : m.StoragePool, m.Ha, m.MaxVcpus, m.MaxMemoryMib);
+            string.IsNullOrEmpty(m.StoragePool) ? "local" : m.StoragePool, m.Ha, m.MaxVcpus, m.MaxMemoryMib)
+        { HotPlugged = m.HotPlugged.FromProto() };
 
     public static W.ResizeRequest ToProto(this ResizeOrder o) => new()
     {
@@ -138,12 +150,14 @@ public static class ProtoMapping
             m.Error = a.Error;
         }
         m.Forwards.AddRange(a.Forwards.Select(ToProto));
+        m.HotPlugged = a.HotPlugged?.ToProto();
         return m;
     }
 
     public static ActualVm FromProto(this W.ActualVm m) =>
         new(new InstanceId(Guid.Parse(m.Id)), Enum.Parse<PowerState>(m.Power), m.HasPid ? m.Pid : null, [.. m.Forwards.Select(FromProto)],
-            m.RebootSeq, m.HasError ? m.Error : null, m.Exists, m.Fenced);
+            m.RebootSeq, m.HasError ? m.Error : null, m.Exists, m.Fenced)
+        { HotPlugged = m.HotPlugged.FromProto() };
 
     public static W.HostReport ToProto(this HostReport r)
     {

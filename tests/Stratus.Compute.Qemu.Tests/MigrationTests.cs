@@ -501,6 +501,57 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         Assert.Equal(PowerState.Running, (await hosts.A.GetStatusAsync(hosts.Survivor, CancellationToken.None))!.Power);
     }
 
+    [Fact]
+    public async Task LiveMigrate_AfterLiveResize_DestinationRecreatesTheHotPluggedDevices()
+    {
+        var id = InstanceId.New();
+        hosts.Ids.Add(id);
+        var spec = (await TestEnvironment.TinySpecAsync(id, null, vcpus: 1, memoryMib: 256)) with { StoragePool = StoragePools.Shared, MaxVcpus = 4, MaxMemoryMib = 1024 };
+        var portA = (await hosts.A.CreateAsync(spec, CancellationToken.None)).Forwards.Single().HostPort;
+        var (_, mem0) = GuestSize(await TestEnvironment.WaitForHttpAsync(portA, Boot));
+        Assert.Null((await hosts.A.GetStatusAsync(id, CancellationToken.None))!.HotPlugged); // nothing plugged yet
+
+        // 1 → 3 vCPUs and 256 → 512 MiB live: two vCPU devices and a 256 MiB DIMM in the running QEMU.
+        var grown = await hosts.A.ResizeLiveAsync(id, new VmResizeTarget(3, 512, spec.DiskGib, 4, 1024), CancellationToken.None);
+        Assert.True(grown.GuestVerified);
+        var layout = (await hosts.A.GetStatusAsync(id, CancellationToken.None))!.HotPlugged;
+        Assert.Equal(new HotPlugLayout(1, 3, 256, [256]), layout);
+        var uptime = Uptime(await TestEnvironment.WaitForHttpAsync(portA, Boot));
+
+        // As the controller sends it: the new size, plus the source's device model to recreate.
+        var resized = spec with { Vcpus = 3, MemoryMib = 512, HotPlugged = layout };
+        var incoming = await hosts.B.PrepareIncomingAsync(resized, CancellationToken.None);
+        var final = await hosts.A.MigrateOutAsync(id, incoming, new MigrationOptions(), null, CancellationToken.None);
+        Assert.Equal("completed", final.Status);
+        await hosts.B.CompleteIncomingAsync(id, CancellationToken.None);
+        await hosts.A.CompleteOutgoingAsync(id, CancellationToken.None);
+
+        var page = await TestEnvironment.WaitForHttpAsync(incoming.Forwards.Single().HostPort, TimeSpan.FromSeconds(20));
+        var (cpus, mem) = GuestSize(page);
+        Assert.Equal(3, cpus);
+        Assert.True(mem - mem0 >= 256 * 1024 * 9 / 10, $"mem_kib {mem0} → {mem}");
+        Assert.True(Uptime(page) >= uptime, "the guest rebooted");
+        // The arrived VM reports the same model, so it can move on (and back) the same way.
+        Assert.Equal(layout, (await hosts.B.GetStatusAsync(id, CancellationToken.None))!.HotPlugged);
+        var back = await hosts.A.PrepareIncomingAsync(resized, CancellationToken.None);
+        Assert.Equal("completed", (await hosts.B.MigrateOutAsync(id, back, new MigrationOptions(), null, CancellationToken.None)).Status);
+        await hosts.A.CompleteIncomingAsync(id, CancellationToken.None);
+        await hosts.B.CompleteOutgoingAsync(id, CancellationToken.None);
+        Assert.Equal(3, GuestSize(await TestEnvironment.WaitForHttpAsync(back.Forwards.Single().HostPort, TimeSpan.FromSeconds(20))).Cpus);
+
+        // A model that cannot be built is refused before anything starts.
+        var bad = spec with { Id = InstanceId.New(), Vcpus = 3, MemoryMib = 512, HotPlugged = new HotPlugLayout(1, 5, 256, [256]) };
+        Assert.Equal("invalid_spec", (await Assert.ThrowsAsync<ComputeException>(() => hosts.B.PrepareIncomingAsync(bad, CancellationToken.None))).Code);
+        Assert.False(Directory.Exists(Path.Combine(hosts.DataB, "vms", bad.Id.ToString())));
+    }
+
+    private static (int Cpus, long MemKib) GuestSize(string page)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(page, @"cpus=(\d+)\nmem_kib=(\d+)");
+        Assert.True(m.Success, page);
+        return (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), long.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
+    }
+
     private static async Task AssertMigrationPresetAsync(QemuDriver driver, InstanceId id)
     {
         var parameters = await driver.ExecuteQmpForTestsAsync(id, "query-migrate-parameters", CancellationToken.None);

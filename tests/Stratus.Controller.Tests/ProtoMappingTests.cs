@@ -1,3 +1,4 @@
+using Stratus.Core.Compute;
 using Stratus.Core.Ids;
 using Stratus.Protocol;
 
@@ -25,5 +26,22 @@ public sealed class ProtoMappingTests
 
         Assert.Equal("no userfaultfd", incoming.ToProto().FromProto().PostCopyUnavailable);
         Assert.Null((incoming with { PostCopyUnavailable = null }).ToProto().FromProto().PostCopyUnavailable);
+    }
+
+    [Fact]
+    public void HotPlugLayout_RoundTripsOnActualAndDesiredAndAbsentStaysNull()
+    {
+        var layout = new HotPlugLayout(1, 3, 256, [256, 128]);
+        var actual = new ActualVm(InstanceId.New(), PowerState.Running, 42, [], 0, null, true) { HotPlugged = layout };
+        var desired = new DesiredVm(InstanceId.New(), "web", 3, 640, 1, "tiny", "qcow2", null, [], [], DesiredPower.Running, 0, false, "shared", false, 4, 1024)
+        {
+            HotPlugged = layout,
+        };
+
+        Assert.Equal(layout, actual.ToProto().FromProto().HotPlugged);
+        Assert.Equal(layout, desired.ToProto().FromProto().HotPlugged);
+        Assert.NotEqual(layout, new HotPlugLayout(1, 3, 256, [128, 256])); // the plug order is part of the model
+        Assert.Null((actual with { HotPlugged = null }).ToProto().FromProto().HotPlugged);
+        Assert.Null((desired with { HotPlugged = null }).ToProto().FromProto().HotPlugged);
     }
 }

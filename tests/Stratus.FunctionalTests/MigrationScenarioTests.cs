@@ -223,6 +223,21 @@ public sealed class MigrationScenarioTests : IAsyncLifetime
         Assert.Equal("active", (await ShowAsync("web")).GetProperty("vm_state").GetString());
         report.Add($"agent SIGKILL + restart: QEMU pid {pidBefore} adopted; stream cut → reconnected ({proxy.Connections} connections), VM kept running");
 
+        // ---- resized live (a vCPU and a DIMM hot-plugged into the running QEMU), then moved live: the destination
+        // recreates the same devices from what the source's agent reported.
+        (await S("flavor", "create", "tiny-2", "--vcpus", "2", "--ram", "512", "--disk", "1")).Ok();
+        (await S("server", "resize", "web", "--flavor", "tiny-2", "--live")).Ok();
+        var grownPage = await WaitPageAsync(slowPort, TimeSpan.FromSeconds(10));
+        Assert.Contains("cpus=2\n", grownPage, StringComparison.Ordinal);
+        var resizedMove = (await S("server", "migrate", "web", "--live", "--wait", "-o", "json")).Ok().Json();
+        var movedPage = await WaitPageAsync(ScenarioKit.HttpPort(resizedMove), TimeSpan.FromSeconds(10));
+        Assert.Contains("cpus=2\n", movedPage, StringComparison.Ordinal);
+        Assert.True(Uptime(movedPage) >= Uptime(grownPage), "the resized guest rebooted when it moved");
+        Assert.NotEqual(destination, resizedMove.GetProperty("host_name").GetString());
+        var resizedLog = (await S("server", "actions", "web", "-o", "json")).Ok().Json().EnumerateArray().Last(a => a.GetProperty("action").GetString() == "live-migrate");
+        Assert.Equal("success", resizedLog.GetProperty("result").GetString());
+        report.Add($"resized live to tiny-2, then moved live: {resizedLog.GetProperty("message").GetString()}");
+
         // ---- maintenance: 4 VMs on one host all move live, none stops.
         (await S("server", "delete", "web", "--wait")).Ok();
         var target = "host-1";

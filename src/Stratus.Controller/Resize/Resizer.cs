@@ -290,6 +290,7 @@ public sealed partial class Resizer(
             var back = await RollBackAsync(inst, e, ct);
             return FromAgent(e, back ? $"rolled back to {from.Name}" : "the roll-back did not apply (see the server's actions)");
         }
+        hub.NoteActual(host, report.Vm); // a live resize changed the device model a migration must recreate
         var detail = string.Join("; ", report.Detail);
         var done = await UpdateAsync(inst.Id, i => i with { Task = null, TaskRequestedAt = null, UpdatedAt = time.GetUtcNow(), PowerState = report.Vm.Power },
             new ActionFinish("success", $"{from.Name} → {to.Name} {(live ? "live" : "cold, verify_resize")}: {detail}" +
