@@ -89,28 +89,17 @@ public sealed partial class QemuDriver
             }
 
             await SaveStateAsync(vm, cancellationToken);
+            if (vm.OnSharedPool && Volatile.Read(ref _postCopyProbe) is { } postCopy)
+            {
+                return await PrepareIncomingPipelinedAsync(vm, forwards, postCopy.Unavailable, cancellationToken);
+            }
+
             await vm.Gate.WaitAsync(cancellationToken);
             try
             {
                 await LaunchAsync(vm, cancellationToken, incoming: true);
                 var qmp = vm.Qmp!;
-                if (spec.HotPlugged is { } source)
-                {
-                    // The source's QEMU has hot-plugged vCPUs/DIMMs: plug the same ones, in the same order, before its state
-                    // arrives (device_add is refused once the incoming migration started).
-                    if (source.PluggedVcpus > source.BootVcpus)
-                    {
-                        await HotAddVcpusAsync(qmp, source.BootVcpus, source.PluggedVcpus, null, cancellationToken);
-                    }
-
-                    for (var n = 0; n < source.DimmsMib.Count; n++)
-                    {
-                        await PlugDimmAsync(qmp, n, source.DimmsMib[n], cancellationToken);
-                    }
-
-                    vm.Live = new LiveSize(source.PluggedVcpus, source.BootMemoryMib, [.. source.DimmsMib], source.BootVcpus);
-                    await SaveStateAsync(vm, cancellationToken);
-                }
+                await ReplayHotPlugAsync(vm, qmp, cancellationToken);
 
                 string? diskTarget = null;
                 if (!vm.OnSharedPool && File.Exists(vm.DiskPath))
@@ -134,6 +123,8 @@ public sealed partial class QemuDriver
                         : $"QEMU has no userfaultfd here ({e.Message})";
                     LogPostCopyUnavailable(_logger, spec.Id.ToString(), noPostCopy);
                 }
+
+                Volatile.Write(ref _postCopyProbe, new PostCopyProbe(noPostCopy));
 
                 var uri = await ListenForMigrationAsync(qmp, cancellationToken);
                 vm.Incoming = new IncomingMigration(spec.Id, uri, diskTarget, forwards) { PostCopyUnavailable = noPostCopy };
@@ -164,6 +155,145 @@ public sealed partial class QemuDriver
         {
             _createGate.Release();
         }
+    }
+
+    /// <summary>Whether this host's destination QEMUs can take post-copy (learned from the first incoming migration).</summary>
+    private sealed record PostCopyProbe(string? Unavailable);
+
+    private PostCopyProbe? _postCopyProbe;
+
+    /// <summary>
+    /// A shared-pool destination that listens before its QEMU runs: the agent binds the migration port itself and answers at
+    /// once, so the source starts sending while the destination's QEMU starts (≈ 45 ms, the longest step of a preparation);
+    /// the source's first bytes wait in the socket buffer. In the background, holding the VM's gate: start QEMU
+    /// (<c>-incoming defer</c>), plug the source's hot-plugged devices, post-copy on where this host allows it, accept the
+    /// source's connection and hand it to QEMU (<c>getfd</c> + <c>migrate-incoming fd:</c>). A start that fails leaves QEMU
+    /// dead: the source's migration fails on the closed connection, Complete answers <c>migration_failed</c> with the
+    /// reason, Abort cleans up. The local pool keeps the sequential path: its NBD export must exist before the mirror starts.
+    /// </summary>
+    private async Task<IncomingMigration> PrepareIncomingPipelinedAsync(QemuVm vm, IReadOnlyList<PortForward> forwards, string? noPostCopy,
+        CancellationToken cancellationToken)
+    {
+        var address = _options.MigrationListenAddress;
+        var listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            // A receive buffer large enough for what the source sends while QEMU starts (≈ 45 ms at a few hundred MB/s):
+            // set before listen, so the connection inherits it and its window scale allows it. Root may pass rmem_max.
+            try
+            {
+                listener.SetRawSocketOption(SolSocket, SoRcvBufForce, BitConverter.GetBytes(IncomingReceiveBuffer));
+            }
+            catch (SocketException)
+            {
+                listener.ReceiveBufferSize = IncomingReceiveBuffer; // capped by net.core.rmem_max
+            }
+
+            listener.Bind(new IPEndPoint(address, 0));
+            listener.Listen(1);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+
+        var host = address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
+        var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        vm.Incoming = new IncomingMigration(vm.Id, $"tcp:{host}:{port.ToString(CultureInfo.InvariantCulture)}", null, forwards) { PostCopyUnavailable = noPostCopy };
+        await File.WriteAllTextAsync(vm.IncomingMarkerPath, JsonSerializer.Serialize(vm.Incoming, Json), cancellationToken);
+        await vm.Gate.WaitAsync(cancellationToken);
+        vm.IncomingStart = new CancellationTokenSource();
+        vm.IncomingStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _incoming[vm.Id] = vm;
+        var start = vm.IncomingStart.Token;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await LaunchAsync(vm, start, incoming: true);
+                var qmp = vm.Qmp!;
+                await ReplayHotPlugAsync(vm, qmp, start);
+                if (noPostCopy is null)
+                {
+                    await qmp.ExecuteAsync("migrate-set-capabilities", new { capabilities = new[] { new { capability = "postcopy-ram", state = true } } }, start);
+                }
+
+                vm.IncomingStarted.TrySetResult();
+
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(start);
+                timeout.CancelAfter(IncomingAcceptTimeout);
+                using var connection = await listener.AcceptAsync(timeout.Token);
+                listener.Dispose();
+                await qmp.ExecuteWithFdAsync("getfd", new { fdname = "stratus-migration" }, (int)connection.SafeHandle.DangerousGetHandle(), start);
+                await qmp.ExecuteAsync("migrate-incoming", new { uri = "fd:stratus-migration" }, start);
+                LogIncomingPrepared(_logger, vm.Id.ToString(), vm.Pid ?? 0, vm.Incoming.Uri + " (pipelined)");
+            }
+            catch (Exception e)
+            {
+                vm.IncomingStartFailure = e is OperationCanceledException && !start.IsCancellationRequested
+                    ? $"the source did not connect within {IncomingAcceptTimeout.TotalSeconds:0} s"
+                    : e.Message;
+                vm.IncomingStarted.TrySetException(new ComputeException("migration_failed", vm.IncomingStartFailure));
+                if (!_disposed)
+                {
+                    LogIncomingStartFailed(_logger, vm.Id.ToString(), vm.IncomingStartFailure);
+                    await KillAsync(vm, CancellationToken.None);
+                }
+
+                // Disposed (the agent stops): the QEMU stays, as after a crash; the next driver finds and aborts it.
+            }
+            finally
+            {
+                listener.Dispose();
+                vm.Gate.Release();
+            }
+        }, CancellationToken.None);
+        return vm.Incoming;
+    }
+
+    private static readonly TimeSpan IncomingAcceptTimeout = TimeSpan.FromMinutes(5);
+
+    private const int SolSocket = 1;
+    private const int SoRcvBufForce = 33;
+
+    /// <summary>32 MiB: what the source sends while the destination QEMU starts (≈ 16 MiB at 350 MB/s in 45 ms) waits here instead of stalling it.</summary>
+    private const int IncomingReceiveBuffer = 32 * 1024 * 1024;
+
+    /// <summary>For tests: waits until a pipelined destination's QEMU runs (at once for a sequentially prepared one).
+    /// True when the preparation was pipelined.</summary>
+    internal async Task<bool> WaitIncomingStartedAsync(InstanceId id)
+    {
+        if (!_incoming.TryGetValue(id, out var vm) || vm.IncomingStarted is not { } started)
+        {
+            return false;
+        }
+
+        await started.Task;
+        return true;
+    }
+
+    /// <summary>A destination whose source had hot-plugged vCPUs/DIMMs plugs the same ones, in the same order, before the
+    /// state arrives (<c>device_add</c> is refused once the incoming migration started).</summary>
+    private async Task ReplayHotPlugAsync(QemuVm vm, QmpClient qmp, CancellationToken cancellationToken)
+    {
+        if (vm.Spec.HotPlugged is not { } source)
+        {
+            return;
+        }
+
+        if (source.PluggedVcpus > source.BootVcpus)
+        {
+            await HotAddVcpusAsync(qmp, source.BootVcpus, source.PluggedVcpus, null, cancellationToken);
+        }
+
+        for (var n = 0; n < source.DimmsMib.Count; n++)
+        {
+            await PlugDimmAsync(qmp, n, source.DimmsMib[n], cancellationToken);
+        }
+
+        vm.Live = new LiveSize(source.PluggedVcpus, source.BootMemoryMib, [.. source.DimmsMib], source.BootVcpus);
+        await SaveStateAsync(vm, cancellationToken);
     }
 
     /// <summary>Exports the destination's (empty) root disk writable over NBD for the source's mirror: "host:port:export".</summary>
@@ -693,7 +823,8 @@ public sealed partial class QemuDriver
         {
             if (vm.Pid is null || vm.Qmp is not { } qmp)
             {
-                throw new ComputeException("migration_failed", $"the destination QEMU of VM {id} is gone");
+                throw new ComputeException("migration_failed", $"the destination QEMU of VM {id} is gone"
+                    + (vm.IncomingStartFailure is { } why ? $" (its start failed: {why})" : ""));
             }
 
             try
@@ -839,6 +970,11 @@ public sealed partial class QemuDriver
             return;
         }
 
+        if (vm.IncomingStart is { } start)
+        {
+            await start.CancelAsync(); // a pipelined start still waiting for QEMU or the source's connection
+        }
+
         await vm.Gate.WaitAsync(cancellationToken);
         try
         {
@@ -949,6 +1085,9 @@ public sealed partial class QemuDriver
             _createGate.Release();
         }
     }
+
+    [LoggerMessage(EventId = 4042, Level = LogLevel.Warning, Message = "VM {InstanceId}: the destination QEMU of a pipelined incoming migration did not start: {Reason}")]
+    private static partial void LogIncomingStartFailed(ILogger logger, string instanceId, string reason);
 
     [LoggerMessage(EventId = 4010, Level = LogLevel.Information, Message = "VM {InstanceId} incoming migration prepared, QEMU pid {Pid}, listening on {Uri}")]
     private static partial void LogIncomingPrepared(ILogger logger, string instanceId, int pid, string uri);

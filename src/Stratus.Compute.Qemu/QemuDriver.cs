@@ -1385,6 +1385,16 @@ public sealed partial class QemuDriver : IComputeDriver, IVmCpuCap, ILiveMigrati
         }
 
         _disposed = true;
+        foreach (var vm in _incoming.Values.Where(v => v.IncomingStart is not null))
+        {
+            // A pipelined destination still starting or waiting for its source: stop waiting (its QEMU, if it runs, stays).
+            await vm.IncomingStart!.CancelAsync();
+            if (await vm.Gate.WaitAsync(TimeSpan.FromSeconds(30)))
+            {
+                vm.Gate.Release();
+            }
+        }
+
         foreach (var vm in _vms.Values.Concat(_incoming.Values))
         {
             if (vm.Detach is { } d)

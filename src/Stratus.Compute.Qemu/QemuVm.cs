@@ -96,6 +96,15 @@ internal sealed class QemuVm(InstanceId id, string directory, VmSpec spec, IRead
     /// <summary>The prepared incoming migration, while this VM is one.</summary>
     public IncomingMigration? Incoming;
 
+    /// <summary>A pipelined destination (see <c>PrepareIncomingAsync</c>): cancels its QEMU start and accept; and why that
+    /// start failed, when it did (the VM's gate is held until it ended either way).</summary>
+    public CancellationTokenSource? IncomingStart;
+
+    /// <summary>Completes when a pipelined destination's QEMU runs (fails with its start's error).</summary>
+    public TaskCompletionSource? IncomingStarted;
+
+    public volatile string? IncomingStartFailure;
+
     /// <summary>NBD export on the destination of a local-pool migration (stopped at completion).</summary>
     public bool NbdServing;
 

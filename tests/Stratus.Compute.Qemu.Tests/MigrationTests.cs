@@ -370,6 +370,7 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         var id = hosts.Survivor;
         var spec = await TestEnvironment.TinySpecAsync(id, null) with { StoragePool = StoragePools.Shared };
         var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        await hosts.B.WaitIncomingStartedAsync(id); // a pipelined destination answers before its QEMU runs
         var sourcePid = await SourcePidAsync();
         var destinationPid = Assert.Single(TestEnvironment.QemuPidsOf(id), p => p != sourcePid);
         var log = new ProgressLog();
@@ -403,6 +404,7 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         var id = hosts.Survivor;
         var spec = await TestEnvironment.TinySpecAsync(id, null) with { StoragePool = StoragePools.Shared };
         await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        await hosts.B.WaitIncomingStartedAsync(id); // a pipelined destination answers before its QEMU runs
         var sourcePid = await SourcePidAsync();
         var destinationPid = Assert.Single(TestEnvironment.QemuPidsOf(id), p => p != sourcePid);
 
@@ -425,6 +427,7 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         var id = hosts.Survivor;
         var spec = await TestEnvironment.TinySpecAsync(id, null) with { StoragePool = StoragePools.Shared };
         var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        await hosts.B.WaitIncomingStartedAsync(id); // a pipelined destination answers before its QEMU runs
         var sourcePid = await SourcePidAsync();
         var destinationPid = Assert.Single(TestEnvironment.QemuPidsOf(id), p => p != sourcePid);
         var log = new ProgressLog();
@@ -543,6 +546,46 @@ public sealed partial class MigrationTests(MigrationFixture hosts, ITestOutputHe
         var bad = spec with { Id = InstanceId.New(), Vcpus = 3, MemoryMib = 512, HotPlugged = new HotPlugLayout(1, 5, 256, [256]) };
         Assert.Equal("invalid_spec", (await Assert.ThrowsAsync<ComputeException>(() => hosts.B.PrepareIncomingAsync(bad, CancellationToken.None))).Code);
         Assert.False(Directory.Exists(Path.Combine(hosts.DataB, "vms", bad.Id.ToString())));
+    }
+
+    /// <summary>Once a host knows whether post-copy is possible (its first incoming migration), a shared-pool destination
+    /// answers before its QEMU runs: the source starts sending into the agent's listening socket while QEMU starts.</summary>
+    [Fact]
+    public async Task PipelinedDestination_AnswersBeforeItsQemuRuns_MovesAndAbortsCleanly()
+    {
+        var (spec, portA) = await BootAsync(hosts.A, StoragePools.Shared);
+        var uptime = Uptime(await TestEnvironment.WaitForHttpAsync(portA, Boot));
+        // Whatever ran before on B, after this prepare/abort B has probed post-copy.
+        await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        await hosts.B.WaitIncomingStartedAsync(spec.Id);
+        await hosts.B.AbortIncomingAsync(spec.Id, CancellationToken.None);
+
+        var incoming = await hosts.B.PrepareIncomingAsync(spec, CancellationToken.None);
+        Assert.StartsWith("tcp:", incoming.Uri, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(hosts.DataB, "vms", spec.Id.ToString(), "incoming")));
+        var final = await hosts.A.MigrateOutAsync(spec.Id, incoming, new MigrationOptions(), null, CancellationToken.None);
+        Assert.True(await hosts.B.WaitIncomingStartedAsync(spec.Id), "the destination was prepared sequentially");
+        Assert.Equal("completed", final.Status);
+        var arrived = await hosts.B.CompleteIncomingAsync(spec.Id, CancellationToken.None);
+        await hosts.A.CompleteOutgoingAsync(spec.Id, CancellationToken.None);
+        var page = await TestEnvironment.WaitForHttpAsync(incoming.Forwards.Single().HostPort, TimeSpan.FromSeconds(20));
+        Assert.True(Uptime(page) >= uptime, "the guest rebooted");
+        Assert.Equal([arrived.Pid!.Value], TestEnvironment.QemuPidsOf(spec.Id));
+
+        // Prepared back on A (A has probed too: it was a destination above or now), then aborted before the source ever
+        // connected: nothing is left on A, the VM keeps running on B.
+        await hosts.A.PrepareIncomingAsync(spec, CancellationToken.None);
+        await hosts.A.AbortIncomingAsync(spec.Id, CancellationToken.None);
+        var back = await hosts.A.PrepareIncomingAsync(spec, CancellationToken.None);
+        await hosts.A.AbortIncomingAsync(spec.Id, CancellationToken.None);
+        Assert.False(Directory.Exists(Path.Combine(hosts.DataA, "vms", spec.Id.ToString())));
+        Assert.Equal([arrived.Pid!.Value], TestEnvironment.QemuPidsOf(spec.Id));
+        Assert.Null(await hosts.A.GetStatusAsync(spec.Id, CancellationToken.None));
+        Assert.Contains($"id={spec.Id}", await TestEnvironment.WaitForHttpAsync(incoming.Forwards.Single().HostPort, TimeSpan.FromSeconds(10)), StringComparison.Ordinal);
+        // Its port is closed again: a source trying it now is refused at once instead of waiting.
+        var port = int.Parse(back.Uri[(back.Uri.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture);
+        using var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(async () => await probe.ConnectAsync(System.Net.IPAddress.Loopback, port));
     }
 
     private static (int Cpus, long MemKib) GuestSize(string page)
