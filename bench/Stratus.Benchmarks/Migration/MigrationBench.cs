@@ -13,11 +13,14 @@ using Stratus.Core.Ids;
 namespace Stratus.Benchmarks.Migration;
 
 /// <summary>
-/// Live migration of the tiny guest (TCG, one machine), measured two ways in one run so the ratio can be read directly:
-/// <b>raw</b> — two plain <c>qemu-system-x86_64</c> processes: the clock starts when the destination
+/// Live migration of the tiny guest (TCG, one machine), measured four ways in one run so the ratios can be read directly:
+/// <b>raw</b> — two plain <c>qemu-system-x86_64</c> processes with QEMU's own transport: the clock starts when the destination
 /// (<c>-incoming defer</c>) is exec'd and stops when the source's <c>query-migrate</c> (polled every 10 ms) says completed;
+/// <b>raw-tuned</b> — the same, with the transport Stratus's pipelined destination uses (port bound first with a 32 MiB
+/// receive buffer, source sending while the destination QEMU starts, connection handed over with <c>getfd</c>);
 /// <b>driver</b> — <see cref="QemuDriver"/>: the clock runs from <c>PrepareIncomingAsync</c> to the return of
-/// <c>CompleteIncomingAsync</c> (the VM runs at the destination). Both use a shared disk (one qcow2 both processes open),
+/// <c>CompleteIncomingAsync</c> (the VM runs at the destination); <b>stratus</b> — the whole system (see <see cref="Cloud"/>).
+/// All use a shared disk (one qcow2 both processes open),
 /// the same memory/vCPUs/devices, and the same migration parameters (downtime limit 300 ms, bandwidth uncapped).
 /// Two loads: idle, and dirty (the guest rewrites a 64 MiB tmpfs buffer from an 8 MiB random block in a loop).
 /// Usage: <c>migration [--runs 3] [--memory 256] [--guest DIR] [--no-cgroups]</c> (the last: driver VMs without cgroups, to tell
@@ -71,14 +74,15 @@ public static class MigrationBench
             foreach (var load in new[] { "idle", "dirty" })
             {
                 // Rotate which mode goes first so load drift on a shared machine favours none.
-                string[] all = cloud is null ? ["raw", "driver"] : ["raw", "driver", "stratus"];
+                string[] all = cloud is null ? ["raw", "raw-tuned", "driver"] : ["raw", "raw-tuned", "driver", "stratus"];
                 var shift = (run + (load == "dirty" ? 1 : 0)) % all.Length;
                 var modes = all.Skip(shift).Concat(all.Take(shift)).ToArray();
                 foreach (var mode in modes)
                 {
                     var s = mode switch
                     {
-                        "raw" => await RawAsync(guest, memory, load == "dirty", run),
+                        "raw" => await RawAsync(guest, memory, load == "dirty", run, tuned: false),
+                        "raw-tuned" => await RawAsync(guest, memory, load == "dirty", run, tuned: true),
                         "driver" => await DriverAsync(guest, memory, load == "dirty", run, noCgroups),
                         _ => await cloud!.MigrateAsync(load == "dirty", run),
                     };
@@ -98,6 +102,7 @@ public static class MigrationBench
             }
 
             var rawTotal = Median("raw", s => s.TotalMs);
+            var tunedTotal = Median("raw-tuned", s => s.TotalMs);
             var driverTotal = Median("driver", s => s.TotalMs);
             var stratusTotal = Median("stratus", s => s.TotalMs);
             medians[load] = new JsonObject
@@ -112,6 +117,10 @@ public static class MigrationBench
                 ["stratus_total_ms"] = stratusTotal,
                 ["stratus_downtime_ms"] = Median("stratus", s => s.DowntimeMs),
                 ["stratus_over_raw_total"] = rawTotal == 0 || stratusTotal == 0 ? null : Math.Round((double)stratusTotal / rawTotal, 3),
+                ["raw_tuned_total_ms"] = tunedTotal,
+                ["raw_tuned_downtime_ms"] = Median("raw-tuned", s => s.DowntimeMs),
+                ["raw_tuned_over_raw_total"] = rawTotal == 0 ? null : Math.Round((double)tunedTotal / rawTotal, 3),
+                ["stratus_over_raw_tuned_total"] = tunedTotal == 0 || stratusTotal == 0 ? null : Math.Round((double)stratusTotal / tunedTotal, 3),
             };
         }
 
@@ -182,7 +191,10 @@ public static class MigrationBench
         }
     }
 
-    private static async Task<Sample> RawAsync(string guest, int memory, bool dirty, int run)
+    /// <param name="tuned">The transport Stratus's pipelined destination uses, without Stratus: the migration port is bound
+    /// first with a 32 MiB receive buffer, the source starts sending at once, the destination QEMU starts meanwhile and gets
+    /// the accepted connection (<c>getfd</c> + <c>migrate-incoming fd:</c>). Stratus over this is Stratus's own overhead.</param>
+    private static async Task<Sample> RawAsync(string guest, int memory, bool dirty, int run, bool tuned)
     {
         var dir = Path.Combine("/tmp", "smr-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
@@ -204,12 +216,36 @@ public static class MigrationBench
 
             var migrationPort = FreePort();
             var clock = Stopwatch.StartNew();
-            destination = Start(RawArgs(guest, dir, memory, "dst", FreePort(), incoming: true));
-            await using var dstQmp = await QmpClient.ConnectAsync(Path.Combine(dir, "dst.sock"), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(10), CancellationToken.None);
-            await dstQmp.ExecuteAsync("migrate-incoming", new { uri = $"tcp:127.0.0.1:{migrationPort}" }, CancellationToken.None);
-            var prepared = clock.ElapsedMilliseconds;
-            await srcQmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object> { ["downtime-limit"] = 300, ["max-bandwidth"] = UnlimitedBandwidth }, CancellationToken.None);
-            await srcQmp.ExecuteAsync("migrate", new { uri = $"tcp:127.0.0.1:{migrationPort}" }, CancellationToken.None);
+            QmpClient dstQmp;
+            long prepared;
+            if (tuned)
+            {
+                using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                listener.SetRawSocketOption(1, 33 /* SO_RCVBUFFORCE */, BitConverter.GetBytes(32 * 1024 * 1024));
+                listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+                listener.Listen(1);
+                migrationPort = ((IPEndPoint)listener.LocalEndPoint!).Port;
+                var accepted = listener.AcceptAsync();
+                destination = Start(RawArgs(guest, dir, memory, "dst", FreePort(), incoming: true));
+                prepared = clock.ElapsedMilliseconds;
+                await srcQmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object> { ["downtime-limit"] = 300, ["max-bandwidth"] = UnlimitedBandwidth }, CancellationToken.None);
+                await srcQmp.ExecuteAsync("migrate", new { uri = $"tcp:127.0.0.1:{migrationPort}" }, CancellationToken.None);
+                dstQmp = await QmpClient.ConnectAsync(Path.Combine(dir, "dst.sock"), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(10), CancellationToken.None);
+                using var connection = await accepted;
+                await dstQmp.ExecuteWithFdAsync("getfd", new { fdname = "bench" }, (int)connection.SafeHandle.DangerousGetHandle(), CancellationToken.None);
+                await dstQmp.ExecuteAsync("migrate-incoming", new { uri = "fd:bench" }, CancellationToken.None);
+            }
+            else
+            {
+                destination = Start(RawArgs(guest, dir, memory, "dst", FreePort(), incoming: true));
+                dstQmp = await QmpClient.ConnectAsync(Path.Combine(dir, "dst.sock"), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(10), CancellationToken.None);
+                await dstQmp.ExecuteAsync("migrate-incoming", new { uri = $"tcp:127.0.0.1:{migrationPort}" }, CancellationToken.None);
+                prepared = clock.ElapsedMilliseconds;
+                await srcQmp.ExecuteAsync("migrate-set-parameters", new Dictionary<string, object> { ["downtime-limit"] = 300, ["max-bandwidth"] = UnlimitedBandwidth }, CancellationToken.None);
+                await srcQmp.ExecuteAsync("migrate", new { uri = $"tcp:127.0.0.1:{migrationPort}" }, CancellationToken.None);
+            }
+
+            await using var dstQmpOwned = dstQmp;
             long maxRate = 0;
             while (true)
             {
@@ -230,7 +266,7 @@ public static class MigrationBench
                         info = await srcQmp.ExecuteAsync("query-migrate", null, CancellationToken.None);
                     }
 
-                    return new Sample("raw", dirty ? "dirty" : "idle", run, total, info.GetProperty("downtime").GetInt64(), info.GetProperty("total-time").GetInt64(), prepared,
+                    return new Sample(tuned ? "raw-tuned" : "raw", dirty ? "dirty" : "idle", run, total, info.GetProperty("downtime").GetInt64(), info.GetProperty("total-time").GetInt64(), prepared,
                         info.GetProperty("ram").GetProperty("transferred").GetInt64() >> 20, maxRate >> 20);
                 }
 
