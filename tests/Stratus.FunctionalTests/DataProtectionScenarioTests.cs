@@ -114,15 +114,7 @@ public sealed class DataProtectionScenarioTests : IAsyncLifetime
         Console.WriteLine("data protection scenario: " + string.Join("; ", timings));
     }
 
-    public async Task DisposeAsync()
-    {
-        await Cli.RunInAsync(Url, TimeSpan.FromSeconds(60), _data, "down", "--data-dir", _data);
-        try
-        {
-            Directory.Delete(_data, true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    // The controller's, the agent's and the VMs' logs are kept under .build/test-results/data-protection-logs: a clean-clone
+    // run once saw the guest's forwarded ssh port refused for 2 min right after a full backup (stop 14, not reproduced).
+    public Task DisposeAsync() => ScenarioKit.TearDownAsync(Url, _data, "data-protection-logs");
 }
