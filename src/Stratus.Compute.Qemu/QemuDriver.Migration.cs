@@ -201,8 +201,17 @@ public sealed partial class QemuDriver
         var host = address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
         var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
         vm.Incoming = new IncomingMigration(vm.Id, $"tcp:{host}:{port.ToString(CultureInfo.InvariantCulture)}", null, forwards) { PostCopyUnavailable = noPostCopy };
-        await File.WriteAllTextAsync(vm.IncomingMarkerPath, JsonSerializer.Serialize(vm.Incoming, Json), cancellationToken);
-        await vm.Gate.WaitAsync(cancellationToken);
+        try
+        {
+            await File.WriteAllTextAsync(vm.IncomingMarkerPath, JsonSerializer.Serialize(vm.Incoming, Json), cancellationToken);
+            await vm.Gate.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            listener.Dispose(); // the caller removes the rest
+            throw;
+        }
+
         vm.IncomingStart = new CancellationTokenSource();
         vm.IncomingStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _incoming[vm.Id] = vm;
